@@ -1,0 +1,526 @@
+/**
+ * The load balancer core shared by master and slave (seed 000's Load
+ * Balancer): client receivers -> bounded request queue -> round-robin
+ * dispatcher -> worker links -> response queue -> response dispatcher -> the
+ * client that asked, under its own request id.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "./errors.ts";
+import { FrameReader } from "./frame.ts";
+import {
+  ERR,
+  isRequestType,
+  NODE,
+  NODE_ADDR,
+  OK,
+  PING,
+  readU32,
+  REQUEST_HEADER,
+  requestProblem,
+  utf8,
+  writeU32,
+} from "./messages.ts";
+import { BlockingQueue, QueueClosedError } from "./queue.ts";
+import { Ring } from "./ring.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { isWorkerReply, WORKER_OFFSET } from "./wire.ts";
+import { FrameWriter, type FrameWriterOptions } from "./writer.ts";
+import { flushWithin, isConnGone, remote, sendErrorAndClose } from "./conn.ts";
+import { RateMeter } from "./rate.ts";
+
+/** Options for {@linkcode Balancer}. */
+export interface BalancerOptions {
+  /**
+   * Capacity of the request queue and of the response queue.
+   * @default {4096}
+   */
+  queueSize?: number;
+  /**
+   * Request deadline in milliseconds, from the moment it is read.
+   * @default {5000}
+   */
+  timeout?: number;
+  /**
+   * Requests one client connection may have unanswered before its reads stop.
+   * @default {4096}
+   */
+  maxInflightPerClient?: number;
+  /**
+   * Answers `NODE`: the least loaded LB node's `host:port`.
+   * @default {undefined} `NODE` gets `ERR no node table`
+   */
+  nodeAddr?: (local: Deno.NetAddr) => string | Promise<string>;
+  /**
+   * Where to log.
+   * @default {silentLogger}
+   */
+  logger?: Logger;
+  /**
+   * Per-connection writer settings.
+   * @default {{}}
+   */
+  writer?: FrameWriterOptions;
+}
+
+/** One client connection. */
+class ClientConn {
+  conn: Deno.Conn;
+  writer: FrameWriter;
+  inflight = 0;
+  closed = false;
+  /** Resolved when inflight falls back under the limit. */
+  wake: (() => void) | null = null;
+
+  constructor(conn: Deno.Conn, writerOptions: FrameWriterOptions) {
+    this.conn = conn;
+    this.writer = new FrameWriter(conn, writerOptions);
+  }
+}
+
+/** A request between the client's read and its reply. */
+interface Pending {
+  lbId: number;
+  client: ClientConn;
+  clientId: number;
+  /** The worker-bound frame, LB id in place of the client's. */
+  frame: Uint8Array;
+  deadline: number;
+  attempts: number;
+  worker: WorkerLink | null;
+  replyType: number;
+  replyBody: Uint8Array | null;
+}
+
+/** A connection to one worker, as seen by one balancer. */
+export class WorkerLink {
+  /** The worker's id (known once it registered). */
+  id: string;
+  /** The worker's `host:port` listener. */
+  addr: string;
+  readonly conn: Deno.Conn;
+  readonly writer: FrameWriter;
+  /** Requests sent and not answered. */
+  inflight = 0;
+  /** Requests sent in all. */
+  sent = 0;
+  closed = false;
+
+  constructor(id: string, addr: string, conn: Deno.Conn, writer: FrameWriter) {
+    this.id = id;
+    this.addr = addr;
+    this.conn = conn;
+    this.writer = writer;
+  }
+}
+
+/** Counters shown by `status` and pushed as load. */
+export interface BalancerStats {
+  clients: number;
+  inflight: number;
+  requestQueue: number;
+  responseQueue: number;
+  accepted: number;
+  answered: number;
+  errors: number;
+  timeouts: number;
+  retries: number;
+  rps: number;
+  workers: { id: string; addr: string; inflight: number; sent: number; inRing: boolean }[];
+}
+
+/** Handles a worker frame the balancer does not know (registration, status). */
+export type ControlHandler = (type: number, payload: Uint8Array) => void;
+
+/**
+ * The balancer. Feed it client connections with {@linkcode serveClient} and
+ * worker connections with {@linkcode attachWorker}.
+ */
+export class Balancer {
+  #requests: BlockingQueue<Pending>;
+  #responses: BlockingQueue<Pending>;
+  #ring = new Ring<WorkerLink>();
+  #links = new Set<WorkerLink>();
+  #pending = new Map<number, Pending>();
+  #clients = new Set<ClientConn>();
+  #nextId = 1;
+  #timeout: number;
+  #maxInflight: number;
+  #nodeAddr: ((local: Deno.NetAddr) => string | Promise<string>) | undefined;
+  #log: Logger;
+  #writerOptions: FrameWriterOptions;
+  #sweep: ReturnType<typeof setInterval>;
+  #closing = false;
+  #loops: Promise<void>[] = [];
+  #accepted = 0;
+  #answered = 0;
+  #errors = 0;
+  #timeouts = 0;
+  #retries = 0;
+  #rate = new RateMeter();
+  #idle: (() => void) | null = null;
+
+  constructor(options: BalancerOptions = {}) {
+    const size = options.queueSize ?? 4096;
+    this.#requests = new BlockingQueue(size);
+    this.#responses = new BlockingQueue(size);
+    this.#timeout = options.timeout ?? 5000;
+    this.#maxInflight = options.maxInflightPerClient ?? 4096;
+    this.#nodeAddr = options.nodeAddr;
+    this.#log = options.logger ?? silentLogger;
+    this.#writerOptions = options.writer ?? {};
+    this.#loops.push(this.#dispatchRequests(), this.#dispatchResponses());
+    this.#sweep = setInterval(() => this.#expire(), Math.max(5, Math.min(100, this.#timeout / 10)));
+  }
+
+  /** Workers in the ring. */
+  get workers(): number {
+    return this.#ring.size;
+  }
+
+  /** Client connections open now. */
+  get clientCount(): number {
+    return this.#clients.size;
+  }
+
+  /** Requests accepted and not yet answered. */
+  get inflight(): number {
+    let n = 0;
+    for (const c of this.#clients) n += c.inflight;
+    return n;
+  }
+
+  /** Requests answered per second, recent. */
+  get rps(): number {
+    return this.#rate.rate();
+  }
+
+  /** Counters for `status`. */
+  stats(): BalancerStats {
+    return {
+      clients: this.#clients.size,
+      inflight: this.inflight,
+      requestQueue: this.#requests.size,
+      responseQueue: this.#responses.size,
+      accepted: this.#accepted,
+      answered: this.#answered,
+      errors: this.#errors,
+      timeouts: this.#timeouts,
+      retries: this.#retries,
+      rps: Math.round(this.rps * 10) / 10,
+      workers: [...this.#links].map((w) => ({
+        id: w.id,
+        addr: w.addr,
+        inflight: w.inflight,
+        sent: w.sent,
+        inRing: this.#ring.has(w),
+      })),
+    };
+  }
+
+  /** Serves one client connection until it closes. */
+  async serveClient(conn: Deno.Conn): Promise<void> {
+    const client = new ClientConn(conn, this.#writerOptions);
+    this.#clients.add(client);
+    const reader = new FrameReader(conn, { accept: isRequestType });
+    const overflow: Pending[] = [];
+    const onFrame = (type: number, payload: Uint8Array) => {
+      const p = this.#accept(client, type, payload);
+      if (p !== undefined && !this.#requests.tryPut(p)) overflow.push(p);
+    };
+    try {
+      while (!this.#closing && await reader.read(onFrame)) {
+        // Backpressure: a full queue, a client that does not read its replies,
+        // or too many requests in flight stop the reads from this connection.
+        for (const p of overflow) await this.#requests.put(p);
+        overflow.length = 0;
+        if (client.writer.full) await client.writer.ready;
+        while (client.inflight >= this.#maxInflight && !client.closed) {
+          await new Promise<void>((r) => client.wake = r);
+        }
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.#log.warn(`client ${remote(conn)}: protocol error: ${err.message}`);
+        await sendErrorAndClose(client.writer, err.message);
+      } else if (!(err instanceof QueueClosedError) && !isConnGone(err)) {
+        this.#log.warn(`client ${remote(conn)}: ${err}`);
+      }
+    } finally {
+      await this.#closeClient(client, this.#timeout + 1000);
+    }
+  }
+
+  /** Decodes one request; answers at once what needs no worker. */
+  #accept(client: ClientConn, type: number, payload: Uint8Array): Pending | undefined {
+    if (payload.length < REQUEST_HEADER) {
+      throw new ProtocolError(`request payload of ${payload.length} bytes is shorter than 6`);
+    }
+    const keyLen = (payload[4] << 8) | payload[5];
+    if (REQUEST_HEADER + keyLen > payload.length) {
+      throw new ProtocolError(`keyLen ${keyLen} runs past the payload`);
+    }
+    const clientId = readU32(payload, 0);
+    this.#accepted++;
+    client.inflight++;
+    const problem = requestProblem(type, keyLen, payload.length - REQUEST_HEADER - keyLen);
+    if (problem !== undefined) {
+      this.#reply(client, clientId, ERR, utf8(problem));
+      return undefined;
+    }
+    if (type === PING) {
+      this.#reply(client, clientId, OK, undefined);
+      return undefined;
+    }
+    if (type === NODE) {
+      this.#answerNode(client, clientId);
+      return undefined;
+    }
+    const lbId = this.#nextId;
+    this.#nextId = (this.#nextId + 1) >>> 0 || 1;
+    // One allocation: the worker frame, built now because `payload` lives
+    // only until the next read.
+    const frame = new Uint8Array(4 + payload.length);
+    const wtype = type + WORKER_OFFSET;
+    frame[0] = wtype >>> 8;
+    frame[1] = wtype & 0xff;
+    frame[2] = payload.length >>> 8;
+    frame[3] = payload.length & 0xff;
+    frame.set(payload, 4);
+    writeU32(frame, 4, lbId);
+    return {
+      lbId,
+      client,
+      clientId,
+      frame,
+      deadline: Date.now() + this.#timeout,
+      attempts: 0,
+      worker: null,
+      replyType: 0,
+      replyBody: null,
+    };
+  }
+
+  #answerNode(client: ClientConn, id: number): void {
+    if (this.#nodeAddr === undefined) {
+      this.#reply(client, id, ERR, utf8("no node table"));
+      return;
+    }
+    Promise.resolve()
+      .then(() => this.#nodeAddr!(client.conn.localAddr as Deno.NetAddr))
+      .then(
+        (addr) => this.#reply(client, id, NODE_ADDR, utf8(addr)),
+        (err) => this.#reply(client, id, ERR, utf8(`node: ${(err as Error).message ?? err}`)),
+      );
+  }
+
+  /** Writes a reply and settles the client's accounting. */
+  #reply(client: ClientConn, id: number, type: number, body: Uint8Array | undefined): void {
+    if (client.closed) return;
+    const len = body?.length ?? 0;
+    const view = client.writer.reserve(type, 4 + len);
+    writeU32(view, 0, id);
+    if (len > 0) view.set(body!, 4);
+    if (type === ERR) this.#errors++;
+    this.#answered++;
+    this.#rate.add(1);
+    client.inflight--;
+    if (client.wake !== null && (client.inflight < this.#maxInflight || client.inflight === 0)) {
+      const w = client.wake;
+      client.wake = null;
+      w();
+    }
+    if (this.#idle !== null && this.#pending.size === 0 && this.#requests.size === 0) this.#idle();
+  }
+
+  #fail(p: Pending, reason: string): void {
+    this.#pending.delete(p.lbId);
+    this.#reply(p.client, p.clientId, ERR, utf8(reason));
+  }
+
+  async #dispatchRequests(): Promise<void> {
+    const q = this.#requests;
+    try {
+      for (;;) {
+        const p = q.tryTake() ?? await q.take();
+        this.#dispatch(p);
+        const w = p.worker;
+        if (w !== null && w.writer.full) await w.writer.ready;
+      }
+    } catch (err) {
+      if (!(err instanceof QueueClosedError)) throw err;
+    }
+  }
+
+  /** Sends a request to the next worker in the ring, or fails it. */
+  #dispatch(p: Pending): void {
+    if (p.client.closed) return;
+    if (Date.now() > p.deadline) {
+      this.#timeouts++;
+      this.#fail(p, "timeout");
+      return;
+    }
+    const w = this.#ring.next();
+    if (w === undefined) {
+      this.#fail(p, p.attempts > 0 ? "every worker failed" : "no workers");
+      return;
+    }
+    p.worker = w;
+    w.inflight++;
+    w.sent++;
+    this.#pending.set(p.lbId, p);
+    w.writer.writeRaw(p.frame);
+  }
+
+  async #dispatchResponses(): Promise<void> {
+    const q = this.#responses;
+    try {
+      for (;;) {
+        const p = q.tryTake() ?? await q.take();
+        this.#reply(p.client, p.clientId, p.replyType, p.replyBody ?? undefined);
+      }
+    } catch (err) {
+      if (!(err instanceof QueueClosedError)) throw err;
+    }
+  }
+
+  /**
+   * Adds a worker connection whose reader and writer the caller made (the
+   * master has already read its registration). Replies are routed; other
+   * frames go to `onControl`. Resolves when the connection closes. The
+   * worker takes traffic once {@linkcode enable}d.
+   */
+  async attachWorker(
+    link: WorkerLink,
+    reader: FrameReader,
+    onControl: ControlHandler,
+  ): Promise<void> {
+    this.#links.add(link);
+    const overflow: Pending[] = [];
+    const onFrame = (type: number, payload: Uint8Array) => {
+      if (!isWorkerReply(type)) return onControl(type, payload);
+      if (payload.length < 4) throw new ProtocolError("worker reply shorter than 4 bytes");
+      const p = this.#pending.get(readU32(payload, 0));
+      // A reply after its deadline, or from a worker we already gave up on.
+      if (p === undefined || p.worker !== link) return;
+      this.#pending.delete(p.lbId);
+      link.inflight--;
+      p.replyType = type - WORKER_OFFSET;
+      p.replyBody = payload.length > 4 ? payload.slice(4) : null;
+      if (!this.#responses.tryPut(p)) overflow.push(p);
+    };
+    try {
+      while (await reader.read(onFrame)) {
+        for (const p of overflow) await this.#responses.put(p);
+        overflow.length = 0;
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.#log.warn(`worker ${link.id}: protocol error: ${err.message}`);
+        await sendErrorAndClose(link.writer, err.message);
+      } else if (!(err instanceof QueueClosedError) && !isConnGone(err)) {
+        this.#log.warn(`worker ${link.id}: ${err}`);
+      }
+    } finally {
+      this.detachWorker(link);
+    }
+  }
+
+  /** Puts an attached worker in the ring. */
+  enable(link: WorkerLink): void {
+    if (link.closed || !this.#links.has(link)) return;
+    if (this.#ring.add(link)) this.#log.info(`worker ${link.id} in the ring (${this.#ring.size})`);
+  }
+
+  /** The attached worker links. */
+  links(): WorkerLink[] {
+    return [...this.#links];
+  }
+
+  /** Drops a worker: out of the ring, its requests sent to the next worker. */
+  detachWorker(link: WorkerLink): void {
+    if (link.closed) return;
+    link.closed = true;
+    this.#links.delete(link);
+    const wasInRing = this.#ring.remove(link);
+    try {
+      link.conn.close();
+    } catch {
+      // already closed
+    }
+    if (wasInRing) this.#log.info(`worker ${link.id} left the ring (${this.#ring.size})`);
+    const orphans: Pending[] = [];
+    for (const p of this.#pending.values()) if (p.worker === link) orphans.push(p);
+    for (const p of orphans) {
+      this.#pending.delete(p.lbId);
+      p.attempts++;
+      this.#retries++;
+      this.#dispatch(p);
+    }
+    link.inflight = 0;
+  }
+
+  /** Fails requests past their deadline. Map order is dispatch order. */
+  #expire(): void {
+    const now = Date.now();
+    for (const p of this.#pending.values()) {
+      if (p.deadline > now) break;
+      if (p.worker !== null) p.worker.inflight--;
+      this.#timeouts++;
+      this.#fail(p, "timeout");
+    }
+  }
+
+  /** Closes a client once what it asked is answered (bounded by `waitMs`). */
+  async #closeClient(client: ClientConn, waitMs: number): Promise<void> {
+    if (client.closed) return;
+    const until = Date.now() + waitMs;
+    while (client.inflight > 0 && !client.writer.failed && Date.now() < until) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((r) => {
+        client.wake = r;
+        timer = setTimeout(r, until - Date.now());
+      });
+      clearTimeout(timer);
+    }
+    if (client.closed) return;
+    await flushWithin(client.writer, 1000);
+    client.closed = true;
+    this.#clients.delete(client);
+    client.wake?.();
+    try {
+      client.conn.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  /**
+   * Stops: waits up to `graceMs` for what is in flight to be answered, fails
+   * the rest, closes every connection.
+   */
+  async close(graceMs = 0): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    if (graceMs > 0 && (this.#pending.size > 0 || this.#requests.size > 0)) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#idle = resolve;
+        timer = setTimeout(resolve, graceMs);
+      });
+      clearTimeout(timer);
+      this.#idle = null;
+    }
+    clearInterval(this.#sweep);
+    for (let p = this.#requests.tryTake(); p !== undefined; p = this.#requests.tryTake()) {
+      this.#fail(p, "shutting down");
+    }
+    for (const p of [...this.#pending.values()]) this.#fail(p, "shutting down");
+    this.#requests.close();
+    this.#responses.close();
+    await Promise.all(this.#loops);
+    for (const l of [...this.#links]) this.detachWorker(l);
+    await Promise.all([...this.#clients].map((c) => this.#closeClient(c, 0)));
+  }
+}

@@ -1,0 +1,256 @@
+/**
+ * The lbkit client library: pipelined requests over one connection to any LB
+ * node, each a promise settled by the reply with its id.
+ *
+ * @module
+ */
+
+import { parseHostPort } from "./addr.ts";
+import { closeQuietly, isConnGone, noDelay } from "./conn.ts";
+import { ProtocolError } from "./errors.ts";
+import { FrameReader, MAX_PAYLOAD } from "./frame.ts";
+import {
+  DEL,
+  ERR,
+  ERROR,
+  fromUtf8,
+  GET,
+  isReplyType,
+  MAX_KEY,
+  NIL,
+  NODE,
+  NODE_ADDR,
+  OK,
+  PING,
+  readU32,
+  REQUEST_HEADER,
+  SET,
+  utf8,
+  VALUE,
+  writeU32,
+} from "./messages.ts";
+import { FrameWriter } from "./writer.ts";
+
+/** The server answered `ERR`; `message` is its reason. */
+export class ReplyError extends Error {
+  override name = "ReplyError";
+}
+
+/** The connection closed or failed before the reply came. */
+export class ConnectionLostError extends Error {
+  override name = "ConnectionLostError";
+}
+
+/** Options for {@linkcode Client}. */
+export interface ClientOptions {
+  /**
+   * Milliseconds a request waits for its reply before it fails with
+   * `ReplyError("timeout")`; 0 waits for ever.
+   * @default {10000}
+   */
+  timeout?: number;
+}
+
+/** A raw reply. `body` is a copy the caller owns. */
+export interface ClientReply {
+  type: number;
+  body: Uint8Array;
+}
+
+interface Waiting {
+  resolve(r: ClientReply): void;
+  reject(e: Error): void;
+  deadline: number;
+}
+
+type Bytes = string | Uint8Array;
+const asBytes = (b: Bytes): Uint8Array => typeof b === "string" ? utf8(b) : b;
+
+/**
+ * A pipelining client.
+ *
+ * @example
+ * ```ts ignore
+ * const c = await Client.connect("127.0.0.1:5059");
+ * await c.set("a", "1");
+ * console.log(new TextDecoder().decode((await c.get("a"))!));
+ * c.close();
+ * ```
+ */
+export class Client {
+  #conn: Deno.Conn;
+  #writer: FrameWriter;
+  #waiting = new Map<number, Waiting>();
+  #nextId = 1;
+  #timeout: number;
+  #closed = false;
+  #lost: Error | null = null;
+  #sweep: ReturnType<typeof setInterval> | undefined;
+  #readLoop: Promise<void>;
+
+  private constructor(conn: Deno.Conn, options: ClientOptions) {
+    this.#conn = conn;
+    noDelay(conn);
+    this.#writer = new FrameWriter(conn, { onError: (e) => this.#fail(e) });
+    this.#timeout = options.timeout ?? 10000;
+    if (this.#timeout > 0) {
+      this.#sweep = setInterval(() => this.#expire(), Math.min(100, this.#timeout / 4));
+    }
+    this.#readLoop = this.#read();
+  }
+
+  /** Connects to an LB node at `host:port`. */
+  static async connect(addr: string, options: ClientOptions = {}): Promise<Client> {
+    const conn = await Deno.connect(parseHostPort(addr));
+    return new Client(conn, options);
+  }
+
+  /** Requests sent and not yet answered. */
+  get pending(): number {
+    return this.#waiting.size;
+  }
+
+  /** True once the connection is closed or lost. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Resolves when the write queue is under its high-water mark. */
+  get ready(): Promise<void> {
+    return this.#writer.ready;
+  }
+
+  /**
+   * Sends one request and resolves with its reply, whatever the type
+   * (`ERR` included). Rejects with {@linkcode ConnectionLostError} when the
+   * connection goes first, `RangeError` for a key or value over its limit.
+   */
+  request(type: number, key?: Bytes, value?: Bytes): Promise<ClientReply> {
+    const k = key === undefined ? EMPTY : asBytes(key);
+    const v = value === undefined ? EMPTY : asBytes(value);
+    if (k.length > MAX_KEY) return Promise.reject(new RangeError("key too long"));
+    const len = REQUEST_HEADER + k.length + v.length;
+    if (len > MAX_PAYLOAD) return Promise.reject(new RangeError("value too large"));
+    if (this.#closed) {
+      return Promise.reject(this.#lost ?? new ConnectionLostError("client closed"));
+    }
+    const id = this.#nextId;
+    this.#nextId = (this.#nextId + 1) >>> 0;
+    const view = this.#writer.reserve(type, len);
+    writeU32(view, 0, id);
+    view[4] = k.length >>> 8;
+    view[5] = k.length & 0xff;
+    view.set(k, REQUEST_HEADER);
+    view.set(v, REQUEST_HEADER + k.length);
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, {
+        resolve,
+        reject,
+        deadline: this.#timeout > 0 ? Date.now() + this.#timeout : Infinity,
+      });
+    });
+  }
+
+  /** `SET`: resolves on `OK`. */
+  async set(key: Bytes, value: Bytes): Promise<void> {
+    check(await this.request(SET, key, value), OK);
+  }
+
+  /** `GET`: the value, or `null` where the key is absent. */
+  async get(key: Bytes): Promise<Uint8Array | null> {
+    const r = check(await this.request(GET, key), VALUE, NIL);
+    return r.type === NIL ? null : r.body;
+  }
+
+  /** `DEL`: true where the key existed. */
+  async del(key: Bytes): Promise<boolean> {
+    return check(await this.request(DEL, key), OK, NIL).type === OK;
+  }
+
+  /** `PING`. */
+  async ping(): Promise<void> {
+    check(await this.request(PING), OK);
+  }
+
+  /** `NODE`: the least loaded LB node's `host:port`. */
+  async node(): Promise<string> {
+    return fromUtf8(check(await this.request(NODE), NODE_ADDR).body);
+  }
+
+  async #read(): Promise<void> {
+    const reader = new FrameReader(this.#conn);
+    const onFrame = (type: number, payload: Uint8Array) => {
+      if (type === ERROR) throw new ConnectionLostError(`server: ${fromUtf8(payload)}`);
+      if (!isReplyType(type) || payload.length < 4) {
+        throw new ProtocolError(`unexpected frame 0x${type.toString(16)}`);
+      }
+      const id = readU32(payload, 0);
+      const w = this.#waiting.get(id);
+      if (w === undefined) return; // timed out already
+      this.#waiting.delete(id);
+      w.resolve({ type, body: payload.slice(4) });
+    };
+    try {
+      while (await reader.read(onFrame));
+      this.#fail(new ConnectionLostError("connection closed by the server"));
+    } catch (err) {
+      this.#fail(
+        err instanceof Error && !isConnGone(err) ? err : new ConnectionLostError(String(err)),
+      );
+    }
+  }
+
+  #fail(err: unknown): void {
+    if (this.#lost === null) {
+      this.#lost = err instanceof Error ? err : new ConnectionLostError(String(err));
+    }
+    this.#closed = true;
+    clearInterval(this.#sweep);
+    const waiting = [...this.#waiting.values()];
+    this.#waiting.clear();
+    for (const w of waiting) {
+      w.reject(
+        this.#lost instanceof ConnectionLostError
+          ? this.#lost
+          : new ConnectionLostError(this.#lost.message),
+      );
+    }
+    closeQuietly(this.#conn);
+  }
+
+  #expire(): void {
+    const now = Date.now();
+    for (const [id, w] of this.#waiting) {
+      if (w.deadline > now) break;
+      this.#waiting.delete(id);
+      w.reject(new ReplyError("timeout"));
+    }
+  }
+
+  /** Waits for the replies in flight (at most `ms`), then closes. */
+  async drain(ms = 1000): Promise<void> {
+    const until = Date.now() + ms;
+    while (this.#waiting.size > 0 && !this.#closed && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    this.close();
+  }
+
+  /** Closes the connection; requests in flight reject. */
+  close(): void {
+    if (!this.#closed) this.#fail(new ConnectionLostError("client closed"));
+  }
+
+  /** Resolves once the read loop has ended (after close). */
+  get done(): Promise<void> {
+    return this.#readLoop;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function check(r: ClientReply, ...want: number[]): ClientReply {
+  if (r.type === ERR) throw new ReplyError(fromUtf8(r.body));
+  if (!want.includes(r.type)) throw new ProtocolError(`unexpected reply 0x${r.type.toString(16)}`);
+  return r;
+}

@@ -1,0 +1,207 @@
+/**
+ * The lbkit frame (PROTOCOL.md "Frame"): `u16 type | u16 len | payload`,
+ * big-endian, payload at most 65535 bytes.
+ *
+ * Decoding is incremental and zero-copy where it can be: frames are handed to
+ * a callback as subarrays of the chunk (or of the reader's reused buffer), so
+ * a handler must copy what it keeps past its own return.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "./errors.ts";
+
+/** Bytes in a frame header. */
+export const HEADER_SIZE = 4;
+/** The largest payload a frame can carry. */
+export const MAX_PAYLOAD = 0xffff;
+/** The largest frame, header included. */
+export const MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD;
+/** Highest first byte of an lbkit frame type (ranges 0x00..0x04). */
+export const MAX_TYPE_HIGH_BYTE = 0x04;
+
+/** Called once per whole frame; `payload` is only valid during the call. */
+export type FrameHandler = (type: number, payload: Uint8Array) => void;
+
+/**
+ * Encodes one frame into a single new allocation.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame } from "./frame.ts";
+ * const f = encodeFrame(0x0001); // HELLO
+ * ```
+ */
+export function encodeFrame(type: number, payload?: Uint8Array): Uint8Array {
+  const len = payload?.length ?? 0;
+  checkType(type);
+  if (len > MAX_PAYLOAD) throw new RangeError(`payload of ${len} bytes exceeds ${MAX_PAYLOAD}`);
+  const out = new Uint8Array(HEADER_SIZE + len);
+  writeHeader(out, 0, type, len);
+  if (payload) out.set(payload, HEADER_SIZE);
+  return out;
+}
+
+/** Writes a header at `offset` of `buf`. */
+export function writeHeader(buf: Uint8Array, offset: number, type: number, len: number): void {
+  buf[offset] = type >>> 8;
+  buf[offset + 1] = type & 0xff;
+  buf[offset + 2] = len >>> 8;
+  buf[offset + 3] = len & 0xff;
+}
+
+function checkType(type: number): void {
+  if (!Number.isInteger(type) || type < 0 || type > 0xffff) {
+    throw new RangeError(`frame type ${type} is not a u16`);
+  }
+}
+
+/**
+ * Parses the whole frames in `buf[start:end]`, calling `onFrame` for each,
+ * and returns the offset of the first byte not consumed (the start of a split
+ * frame, or `end`). Throws {@linkcode ProtocolError} on a type whose first
+ * byte is past the lbkit ranges, or one `accept` refuses.
+ */
+export function parseFrames(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  onFrame: FrameHandler,
+  accept?: (type: number) => boolean,
+): number {
+  let pos = start;
+  while (end - pos >= HEADER_SIZE) {
+    const hi = buf[pos];
+    if (hi > MAX_TYPE_HIGH_BYTE) {
+      throw new ProtocolError(`not an lbkit frame (first byte 0x${hi.toString(16)})`);
+    }
+    const type = (hi << 8) | buf[pos + 1];
+    if (accept !== undefined && !accept(type)) {
+      throw new ProtocolError(`unknown frame type 0x${type.toString(16).padStart(4, "0")}`);
+    }
+    const len = (buf[pos + 2] << 8) | buf[pos + 3];
+    const frameEnd = pos + HEADER_SIZE + len;
+    if (frameEnd > end) break;
+    onFrame(type, buf.subarray(pos + HEADER_SIZE, frameEnd));
+    pos = frameEnd;
+  }
+  return pos;
+}
+
+/** Options for {@linkcode FrameDecoder} and {@linkcode FrameReader}. */
+export interface FrameDecoderOptions {
+  /**
+   * Which types this receiver accepts; others are a {@linkcode ProtocolError}.
+   * @default {undefined} every type whose first byte is 0x00..0x04
+   */
+  accept?: (type: number) => boolean;
+}
+
+/**
+ * Incremental decoder for arbitrary chunks. Frames that lie whole in a chunk
+ * are passed as subarrays of it; only the leftover of a split frame is copied.
+ *
+ * @example
+ * ```ts
+ * import { FrameDecoder } from "./frame.ts";
+ * const d = new FrameDecoder();
+ * d.push(new Uint8Array([0, 1, 0]), () => {});
+ * d.push(new Uint8Array([0]), (type) => console.log(type)); // 1
+ * ```
+ */
+export class FrameDecoder {
+  #left = new Uint8Array(MAX_FRAME);
+  #leftLen = 0;
+  #accept: ((type: number) => boolean) | undefined;
+
+  constructor(options: FrameDecoderOptions = {}) {
+    this.#accept = options.accept;
+  }
+
+  /** Bytes held of a split frame. */
+  get pending(): number {
+    return this.#leftLen;
+  }
+
+  /** Feeds one chunk; calls `onFrame` for every frame it completes. */
+  push(chunk: Uint8Array, onFrame: FrameHandler): void {
+    let pos = 0;
+    if (this.#leftLen > 0) {
+      const left = this.#left;
+      // Complete the header first, then the payload, from the chunk.
+      if (this.#leftLen < HEADER_SIZE) {
+        const n = Math.min(HEADER_SIZE - this.#leftLen, chunk.length);
+        left.set(chunk.subarray(0, n), this.#leftLen);
+        this.#leftLen += n;
+        pos = n;
+        if (this.#leftLen < HEADER_SIZE) return;
+        // Validate the header now so garbage fails without waiting for a payload.
+        parseFrames(left, 0, HEADER_SIZE, noop, this.#accept);
+      }
+      const need = HEADER_SIZE + ((left[2] << 8) | left[3]) - this.#leftLen;
+      const n = Math.min(need, chunk.length - pos);
+      left.set(chunk.subarray(pos, pos + n), this.#leftLen);
+      this.#leftLen += n;
+      pos += n;
+      if (n < need) return;
+      this.#leftLen = 0;
+      parseFrames(left, 0, HEADER_SIZE + ((left[2] << 8) | left[3]), onFrame, this.#accept);
+    }
+    const rest = parseFrames(chunk, pos, chunk.length, onFrame, this.#accept);
+    if (rest < chunk.length) {
+      this.#left.set(chunk.subarray(rest), 0);
+      this.#leftLen = chunk.length - rest;
+      if (this.#leftLen >= HEADER_SIZE) parseFrames(this.#left, 0, HEADER_SIZE, noop, this.#accept);
+    }
+  }
+}
+
+function noop(): void {}
+
+/** Anything with Deno.Conn's `read`. */
+export interface Readable {
+  read(p: Uint8Array): Promise<number | null>;
+}
+
+/**
+ * Reads frames from a connection into one reused buffer. Each `read()` call
+ * waits for data, then hands every whole frame in it to the handler.
+ */
+export class FrameReader {
+  #src: Readable;
+  #buf: Uint8Array;
+  #start = 0;
+  #end = 0;
+  #accept: ((type: number) => boolean) | undefined;
+
+  constructor(src: Readable, options: FrameDecoderOptions & { bufferSize?: number } = {}) {
+    this.#src = src;
+    this.#buf = new Uint8Array(Math.max(options.bufferSize ?? 256 * 1024, 2 * MAX_FRAME));
+    this.#accept = options.accept;
+  }
+
+  /** Bytes held of a split frame. */
+  get pending(): number {
+    return this.#end - this.#start;
+  }
+
+  /**
+   * Reads once and delivers the frames completed. Resolves `false` at EOF.
+   * Payloads passed to `onFrame` are overwritten by the next `read()`.
+   */
+  async read(onFrame: FrameHandler): Promise<boolean> {
+    const buf = this.#buf;
+    if (buf.length - this.#end < MAX_FRAME) {
+      // Keep only the leftover of a split frame: move it to the front.
+      buf.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    const n = await this.#src.read(buf.subarray(this.#end));
+    if (n === null) return false;
+    this.#end += n;
+    this.#start = parseFrames(buf, this.#start, this.#end, onFrame, this.#accept);
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    return true;
+  }
+}

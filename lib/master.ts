@@ -1,0 +1,410 @@
+/**
+ * `lbkit master`: the front door. A full balancer for clients, and the
+ * authority on membership: workers register on its worker port.
+ *
+ * @module
+ */
+
+import { formatHostPort, listenerAddr, parseHostPort } from "./addr.ts";
+import { Balancer, type BalancerStats, WorkerLink } from "./balancer.ts";
+import { closeQuietly, noDelay, remote } from "./conn.ts";
+import type { NodeLoad } from "./least_loaded.ts";
+import { SlaveHub, type SlaveRow } from "./slave_hub.ts";
+import { masterMachine, type MasterState, type StateMachine } from "./tier_state.ts";
+import { ProtocolError } from "./errors.ts";
+import { FrameReader } from "./frame.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { fromUtf8 } from "./messages.ts";
+import {
+  encodeJson,
+  W_EXPORT,
+  W_PEER_DOWN,
+  W_PEER_FAILED,
+  W_PEER_UP,
+  W_READY,
+  W_REGISTER,
+  W_STATUS,
+  W_WELCOME,
+} from "./wire.ts";
+import { FrameWriter } from "./writer.ts";
+
+/** Options for {@linkcode Master}. */
+export interface MasterOptions {
+  /**
+   * Interface for every listener.
+   * @default {"0.0.0.0"}
+   */
+  hostname?: string;
+  /**
+   * Client port; 0 picks a free one.
+   * @default {5059}
+   */
+  port?: number;
+  /**
+   * Worker registration port.
+   * @default {5060}
+   */
+  workerPort?: number;
+  /**
+   * Slave port (LB tier).
+   * @default {5061}
+   */
+  slavePort?: number;
+  /**
+   * Request and response queue capacity.
+   * @default {4096}
+   */
+  queueSize?: number;
+  /**
+   * Request deadline in ms.
+   * @default {5000}
+   */
+  timeout?: number;
+  /**
+   * Heartbeat interval with the slaves, ms.
+   * @default {1000}
+   */
+  heartbeat?: number;
+  /**
+   * A slave silent this long is DOWN, ms.
+   * @default {3 * heartbeat}
+   */
+  deadAfter?: number;
+  /**
+   * Where to log.
+   * @default {silentLogger}
+   */
+  logger?: Logger;
+}
+
+/** The bound addresses. */
+export interface MasterAddrs {
+  clients: string;
+  workers: string;
+  slaves: string;
+}
+
+/** What the master knows of a registered worker. */
+interface WorkerInfo {
+  link: WorkerLink;
+  status: Record<string, unknown> | null;
+  /** Has its full export (or needed none): may take traffic and be a source. */
+  ready: boolean;
+  /** The worker streaming this one its export, while not ready. */
+  exportFrom: string | null;
+}
+
+/** The master LB node. */
+export class Master {
+  readonly balancer: Balancer;
+  readonly slaves: SlaveHub;
+  #state: StateMachine<MasterState>;
+  #opts: MasterOptions;
+  #log: Logger;
+  #listeners: Deno.Listener[] = [];
+  #addrs: MasterAddrs | null = null;
+  #workers = new Map<string, WorkerInfo>();
+  #tasks = new Set<Promise<void>>();
+  #stopping = false;
+  #statusTimer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(options: MasterOptions = {}) {
+    this.#opts = options;
+    this.#log = options.logger ?? silentLogger;
+    this.balancer = new Balancer({
+      queueSize: options.queueSize,
+      timeout: options.timeout,
+      logger: this.#log,
+      nodeAddr: (local) => this.slaves.leastLoaded(this.#selfLoad(local)),
+    });
+    this.slaves = new SlaveHub({
+      heartbeat: options.heartbeat,
+      deadAfter: options.deadAfter,
+      logger: this.#log,
+      members: () => this.members(),
+      self: () => this.#selfLoad(null),
+    });
+    this.#state = masterMachine((from, to) => this.#log.info(`master: ${from} -> ${to}`));
+  }
+
+  /** `UP_LISTENING` while serving, `DOWN` otherwise. */
+  get state(): MasterState {
+    return this.#state.state;
+  }
+
+  /** The ready workers: the ring every LB node balances over. */
+  members(): { id: string; addr: string }[] {
+    return [...this.#workers.values()].filter((w) => w.ready).map((w) => ({
+      id: w.link.id,
+      addr: w.link.addr,
+    }));
+  }
+
+  #selfLoad(local: Deno.NetAddr | null): NodeLoad {
+    const addr = local === null
+      ? this.#dialable(this.addrs.clients, { hostname: "127.0.0.1", port: 0, transport: "tcp" })
+      : this.#dialable(this.addrs.clients, local);
+    return {
+      addr,
+      connections: this.balancer.clientCount,
+      inflight: this.balancer.inflight,
+    };
+  }
+
+  /** A wildcard-bound address made dialable with the interface `local` came in on. */
+  #dialable(addr: string, local: Deno.NetAddr): string {
+    const a = parseHostPort(addr);
+    if (a.hostname !== "0.0.0.0" && a.hostname !== "::") return addr;
+    return formatHostPort({ hostname: local.hostname, port: a.port });
+  }
+
+  /** Bound addresses (after {@linkcode start}). */
+  get addrs(): MasterAddrs {
+    if (this.#addrs === null) throw new TypeError("master not started");
+    return this.#addrs;
+  }
+
+  /** Binds the client, worker and slave listeners and starts serving. */
+  start(): Promise<void> {
+    const hostname = this.#opts.hostname ?? "0.0.0.0";
+    const bind = (port: number) => {
+      const l = Deno.listen({ hostname, port });
+      this.#listeners.push(l);
+      return l;
+    };
+    try {
+      const clients = bind(this.#opts.port ?? 5059);
+      const workers = bind(this.#opts.workerPort ?? 5060);
+      const slaves = bind(this.#opts.slavePort ?? 5061);
+      this.#addrs = {
+        clients: formatHostPort(listenerAddr(clients)),
+        workers: formatHostPort(listenerAddr(workers)),
+        slaves: formatHostPort(listenerAddr(slaves)),
+      };
+      this.#track(this.#accept(clients, (c) => this.balancer.serveClient(c)));
+      this.#track(this.#accept(workers, (c) => this.#serveWorker(c)));
+      this.#track(this.#accept(slaves, (c) => this.slaves.serve(c)));
+    } catch (err) {
+      for (const l of this.#listeners) closeQuietly(l);
+      this.#listeners = [];
+      return Promise.reject(err);
+    }
+    // Workers report their digest and key count; ask every second.
+    this.#statusTimer = setInterval(() => {
+      for (const w of this.#workers.values()) w.link.writer.writeRaw(STATUS_REQUEST);
+    }, 1000);
+    this.slaves.start();
+    this.#state.to("UP_LISTENING");
+    return Promise.resolve();
+  }
+
+  #track(task: Promise<void>): void {
+    this.#tasks.add(task);
+    task.finally(() => this.#tasks.delete(task));
+  }
+
+  async #accept(l: Deno.Listener, serve: (c: Deno.Conn) => Promise<void>): Promise<void> {
+    try {
+      for await (const conn of l) {
+        if (this.#stopping) {
+          closeQuietly(conn);
+          continue;
+        }
+        noDelay(conn);
+        this.#track(serve(conn));
+      }
+    } catch (err) {
+      if (!this.#stopping) this.#log.error(`listener: ${err}`);
+    }
+  }
+
+  /** A worker link: first frame `W_REGISTER`, then requests and replies. */
+  async #serveWorker(conn: Deno.Conn): Promise<void> {
+    const writer = new FrameWriter(conn);
+    const link = new WorkerLink("?", "", conn, writer);
+    const reader = new FrameReader(conn);
+    let info: WorkerInfo | null = null;
+    await this.balancer.attachWorker(link, reader, (type, payload) => {
+      if (info === null) {
+        if (type !== W_REGISTER) throw new ProtocolError("a worker's first frame must be REGISTER");
+        info = this.#register(link, parseRegister(payload), remote(conn));
+        return;
+      }
+      switch (type) {
+        case W_STATUS:
+          info.status = parseJson(payload);
+          return;
+        case W_READY:
+          this.#markReady(info);
+          return;
+        case W_PEER_FAILED: {
+          const failed = this.#workers.get(String(parseJson(payload).id));
+          // Only a replica in good standing may have another dropped.
+          if (info.ready && failed !== undefined && failed !== info) {
+            this.#log.warn(
+              `worker ${failed.link.id} failed to confirm writes to ${link.id}; resyncing it`,
+            );
+            this.balancer.detachWorker(failed.link);
+          }
+          return;
+        }
+        default:
+          throw new ProtocolError(`unexpected worker frame 0x${type.toString(16)}`);
+      }
+    });
+    if (info !== null && this.#workers.get(link.id) === info) this.#unregister(info);
+  }
+
+  /**
+   * A worker registered: tell the others (they connect to it), tell it its
+   * peers, and have the least busy ready worker stream it a full export.
+   */
+  #register(link: WorkerLink, reg: { id: string; addr: string }, from: string): WorkerInfo {
+    link.id = reg.id;
+    link.addr = reg.addr;
+    const old = this.#workers.get(reg.id);
+    if (old !== undefined) {
+      // The same id again: the old link is stale (a restart or a resync).
+      this.#log.warn(`worker ${reg.id} registered again; dropping its old link`);
+      this.#workers.delete(reg.id);
+      this.balancer.detachWorker(old.link);
+      this.#announceDown(old);
+    }
+    const others = [...this.#workers.values()];
+    const source = this.#pickSource(others);
+    const info: WorkerInfo = {
+      link,
+      status: null,
+      ready: false,
+      exportFrom: source?.link.id ?? null,
+    };
+    this.#workers.set(reg.id, info);
+    this.#log.info(
+      `worker ${reg.id} registered from ${from} (listens ${reg.addr})` +
+        (source ? `; export from ${source.link.id}` : ""),
+    );
+    for (const o of others) {
+      o.link.writer.writeRaw(
+        encodeJson(W_PEER_UP, { id: reg.id, addr: reg.addr, exportTo: o === source }),
+      );
+    }
+    link.writer.writeRaw(encodeJson(W_WELCOME, {
+      peers: others.map((o) => ({ id: o.link.id, addr: o.link.addr })),
+      exportFrom: info.exportFrom,
+    }));
+    return info;
+  }
+
+  /** The ready worker with the least work in flight. */
+  #pickSource(candidates: WorkerInfo[]): WorkerInfo | undefined {
+    let best: WorkerInfo | undefined;
+    for (const w of candidates) {
+      if (!w.ready || w.link.closed) continue;
+      if (best === undefined || w.link.inflight < best.link.inflight) best = w;
+    }
+    return best;
+  }
+
+  #markReady(info: WorkerInfo): void {
+    if (info.ready) return;
+    info.ready = true;
+    info.exportFrom = null;
+    this.balancer.enable(info.link);
+    this.slaves.broadcastMembers();
+  }
+
+  #unregister(info: WorkerInfo): void {
+    this.#workers.delete(info.link.id);
+    if (this.#stopping) return;
+    this.#log.info(`worker ${info.link.id} left`);
+    this.#announceDown(info);
+    if (info.ready) this.slaves.broadcastMembers();
+  }
+
+  /** Tells the others a worker left; re-sources exports it was giving. */
+  #announceDown(gone: WorkerInfo): void {
+    for (const o of this.#workers.values()) {
+      o.link.writer.writeRaw(encodeJson(W_PEER_DOWN, { id: gone.link.id }));
+    }
+    for (const w of this.#workers.values()) {
+      if (w.ready || w.exportFrom !== gone.link.id) continue;
+      const source = this.#pickSource([...this.#workers.values()]);
+      if (source === undefined) {
+        // No replica left to copy from: what it has is all there is.
+        this.#log.warn(`worker ${w.link.id} lost its export source and none is left`);
+        this.#markReady(w);
+        continue;
+      }
+      w.exportFrom = source.link.id;
+      this.#log.info(`worker ${w.link.id}: export now from ${source.link.id}`);
+      source.link.writer.writeRaw(encodeJson(W_EXPORT, { id: w.link.id, addr: w.link.addr }));
+    }
+  }
+
+  /** Everything `status` shows. */
+  status(): {
+    state: MasterState;
+    addrs: MasterAddrs;
+    slaves: SlaveRow[];
+    balancer: BalancerStats;
+    workers: Record<string, unknown>[];
+    replicasAgree: boolean | null;
+  } {
+    const workers: Record<string, unknown>[] = [...this.#workers.values()].map((w) => ({
+      ...(w.status ?? {}),
+      id: w.link.id,
+      addr: w.link.addr,
+      ready: w.ready,
+      inflight: w.link.inflight,
+    }));
+    const digests = new Set(workers.map((w) => w.digest).filter((d) => d !== undefined));
+    return {
+      state: this.state,
+      addrs: this.addrs,
+      slaves: this.slaves.table(),
+      balancer: this.balancer.stats(),
+      workers,
+      replicasAgree: digests.size === 0 ? null : digests.size === 1,
+    };
+  }
+
+  /**
+   * Stops accepting, answers or fails what is in flight (waiting at most
+   * `graceMs`), closes everything.
+   */
+  async stop(graceMs = 2000): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    clearInterval(this.#statusTimer);
+    if (this.#state.state === "UP_LISTENING") this.#state.to("DOWN");
+    for (const l of this.#listeners) closeQuietly(l);
+    this.slaves.close();
+    await this.balancer.close(graceMs);
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  }
+}
+
+const STATUS_REQUEST = encodeJson(W_STATUS, {});
+
+// deno-lint-ignore no-explicit-any
+function parseJson(payload: Uint8Array): any {
+  try {
+    return JSON.parse(fromUtf8(payload));
+  } catch {
+    throw new ProtocolError("worker control frame is not JSON");
+  }
+}
+
+function parseRegister(payload: Uint8Array): { id: string; addr: string } {
+  let v: unknown;
+  try {
+    v = JSON.parse(fromUtf8(payload));
+  } catch {
+    throw new ProtocolError("REGISTER is not JSON");
+  }
+  const o = v as { id?: unknown; addr?: unknown };
+  if (typeof o?.id !== "string" || o.id === "" || typeof o.addr !== "string") {
+    throw new ProtocolError("REGISTER needs string id and addr");
+  }
+  return { id: o.id, addr: o.addr };
+}

@@ -1,0 +1,358 @@
+/**
+ * `lbkit slave`: another balancer in the tier (seed 003's slave LB node). It
+ * heart-beats with the master, pushes its load, learns the worker membership
+ * from the master and balances its own clients over the same workers.
+ *
+ * @module
+ */
+
+import { setTimeout as sleep } from "node:timers/promises";
+import { formatHostPort, type HostPort, listenerAddr, parseHostPort } from "./addr.ts";
+import { Balancer, WorkerLink } from "./balancer.ts";
+import { closeQuietly, isConnGone, noDelay, sendErrorAndClose } from "./conn.ts";
+import { ProtocolError } from "./errors.ts";
+import { encodeFrame, FrameReader } from "./frame.ts";
+import { leastLoaded, type NodeLoad } from "./least_loaded.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { ERROR, fromUtf8, HELLO, HELLO_ACK, PUSH_LOAD_INFO, utf8 } from "./messages.ts";
+import { slaveMachine, type SlaveState, type StateMachine } from "./tier_state.ts";
+import { encodeJson, T_MEMBERS, T_SUBSCRIBE, T_TABLE, W_LB_HELLO } from "./wire.ts";
+import { FrameWriter } from "./writer.ts";
+
+/** Options for {@linkcode Slave}. */
+export interface SlaveOptions {
+  /**
+   * The master's slave port.
+   * @default {"127.0.0.1:5061"}
+   */
+  master?: string;
+  /**
+   * Interface for the client listener.
+   * @default {"0.0.0.0"}
+   */
+  hostname?: string;
+  /**
+   * Client port; 0 picks a free one.
+   * @default {5069}
+   */
+  port?: number;
+  /**
+   * Unique id in the cluster.
+   * @default {a random "s-xxxxxx"}
+   */
+  id?: string;
+  /**
+   * Heartbeat interval in ms.
+   * @default {1000}
+   */
+  heartbeat?: number;
+  /**
+   * The master is DOWN after this long without a frame, ms.
+   * @default {3 * heartbeat}
+   */
+  deadAfter?: number;
+  /**
+   * Load push interval in ms.
+   * @default {1000}
+   */
+  loadInterval?: number;
+  /**
+   * Request and response queue capacity.
+   * @default {4096}
+   */
+  queueSize?: number;
+  /**
+   * Request deadline in ms.
+   * @default {5000}
+   */
+  timeout?: number;
+  /**
+   * Where to log.
+   * @default {silentLogger}
+   */
+  logger?: Logger;
+}
+
+/** A slave LB node. */
+export class Slave {
+  readonly id: string;
+  readonly balancer: Balancer;
+  #opts: SlaveOptions;
+  #log: Logger;
+  #listener: Deno.Listener | null = null;
+  #addr = "";
+  #state: StateMachine<SlaveState>;
+  #stopping = false;
+  #abort = new AbortController();
+  #tasks = new Set<Promise<void>>();
+  #masterConn: Deno.Conn | null = null;
+  /** Worker id -> our link to it. */
+  #workers = new Map<string, { addr: string; link: WorkerLink | null }>();
+  #table: NodeLoad[] = [];
+  #term = 0;
+
+  constructor(options: SlaveOptions = {}) {
+    this.#opts = options;
+    this.id = options.id ?? `s-${crypto.randomUUID().slice(0, 6)}`;
+    this.#log = options.logger ?? silentLogger;
+    this.#state = slaveMachine(
+      (from, to) => this.#log.info(`slave ${this.id}: ${from} -> ${to}`),
+      "DOWN",
+    );
+    this.balancer = new Balancer({
+      queueSize: options.queueSize,
+      timeout: options.timeout,
+      logger: this.#log,
+      nodeAddr: (local) => this.#leastLoaded(local),
+    });
+  }
+
+  /** `CONNECTED`, `PUSH_LOAD_INFO` or `DOWN` (no master). */
+  get state(): SlaveState {
+    return this.#state.state;
+  }
+
+  /** `host:port` where clients reach this slave. */
+  get addr(): string {
+    return this.#addr;
+  }
+
+  /** Binds the client listener and starts the master link. */
+  start(): Promise<void> {
+    const l = Deno.listen({
+      hostname: this.#opts.hostname ?? "0.0.0.0",
+      port: this.#opts.port ?? 5069,
+    });
+    this.#listener = l;
+    this.#addr = formatHostPort(listenerAddr(l));
+    this.#track(this.#accept(l));
+    this.#track(this.#masterLoop(parseHostPort(this.#opts.master ?? "127.0.0.1:5061")));
+    return Promise.resolve();
+  }
+
+  #track(task: Promise<void>): void {
+    this.#tasks.add(task);
+    task.finally(() => this.#tasks.delete(task));
+  }
+
+  async #accept(l: Deno.Listener): Promise<void> {
+    try {
+      for await (const conn of l) {
+        noDelay(conn);
+        this.#track(this.balancer.serveClient(conn));
+      }
+    } catch (err) {
+      if (!this.#stopping) this.#log.error(`listener: ${err}`);
+    }
+  }
+
+  /** The address we advertise: a wildcard bind is made dialable. */
+  #advertised(local: { hostname: string } | null): string {
+    const a = parseHostPort(this.#addr);
+    if (a.hostname !== "0.0.0.0" && a.hostname !== "::") return this.#addr;
+    return formatHostPort({ hostname: local?.hostname ?? "127.0.0.1", port: a.port });
+  }
+
+  #selfLoad(local: { hostname: string } | null): NodeLoad & { rps: number } {
+    return {
+      addr: this.#advertised(local),
+      connections: this.balancer.clientCount,
+      inflight: this.balancer.inflight,
+      rps: Math.round(this.balancer.rps * 10) / 10,
+    };
+  }
+
+  /** NODE from the master's last table, with our own row made current. */
+  #leastLoaded(local: Deno.NetAddr): string {
+    const self = this.#selfLoad(local);
+    const rows = this.#table.filter((n) => n.addr !== self.addr);
+    rows.push(self);
+    return leastLoaded(rows)!.addr;
+  }
+
+  async #masterLoop(master: HostPort): Promise<void> {
+    const signal = this.#abort.signal;
+    let backoff = 50;
+    let lastError = "";
+    while (!this.#stopping) {
+      let conn: Deno.Conn | null = null;
+      try {
+        conn = await Deno.connect(master);
+        if (this.#stopping) break;
+        this.#masterConn = conn;
+        backoff = 50;
+        lastError = "";
+        await this.#session(conn, master);
+      } catch (err) {
+        const msg = (err as Error).message;
+        if (msg !== lastError) this.#log.warn(`master ${formatHostPort(master)}: ${msg}`);
+        lastError = msg;
+      } finally {
+        if (conn !== null) closeQuietly(conn);
+        this.#masterConn = null;
+        if (this.#state.state !== "DOWN") {
+          this.#state.to("DOWN");
+          if (!this.#stopping) this.#log.warn("lost the master; reconnecting with backoff");
+        }
+      }
+      if (this.#stopping) break;
+      try {
+        await sleep(backoff, undefined, { signal });
+      } catch {
+        break;
+      }
+      backoff = Math.min(backoff * 2, 2000);
+    }
+  }
+
+  /** One connection to the master: heartbeats, load pushes, membership. */
+  async #session(conn: Deno.Conn, master: HostPort): Promise<void> {
+    noDelay(conn);
+    const writer = new FrameWriter(conn);
+    const heartbeat = this.#opts.heartbeat ?? 1000;
+    const deadAfter = this.#opts.deadAfter ?? 3 * heartbeat;
+    const loadInterval = this.#opts.loadInterval ?? 1000;
+    this.#state.to("CONNECTED");
+    this.#log.info(`connected to master ${formatHostPort(master)}`);
+    let lastFrame = Date.now();
+    const push = () => {
+      const load = this.#selfLoad(conn.localAddr as Deno.NetAddr);
+      writer.write(PUSH_LOAD_INFO, utf8(JSON.stringify({ node: this.id, ...load })));
+      if (this.#state.state === "CONNECTED") this.#state.to("PUSH_LOAD_INFO");
+    };
+    writer.writeRaw(encodeFrame(T_SUBSCRIBE));
+    writer.writeRaw(HELLO_FRAME);
+    push();
+    const hb = setInterval(() => {
+      if (Date.now() - lastFrame > deadAfter) {
+        this.#log.warn(`master silent for ${Date.now() - lastFrame} ms: DOWN`);
+        closeQuietly(conn);
+        return;
+      }
+      writer.writeRaw(HELLO_FRAME);
+    }, heartbeat);
+    // Check liveness more often than we say hello, so DOWN is noticed on time.
+    const watch = setInterval(() => {
+      if (Date.now() - lastFrame > deadAfter) closeQuietly(conn);
+    }, Math.max(5, deadAfter / 4));
+    const load = setInterval(push, loadInterval);
+    const reader = new FrameReader(conn);
+    try {
+      await readAll(reader, (type, payload) => {
+        lastFrame = Date.now();
+        switch (type) {
+          case HELLO:
+            return writer.writeRaw(HELLO_ACK_FRAME);
+          case HELLO_ACK:
+            return;
+          case T_MEMBERS:
+            return this.#members(JSON.parse(fromUtf8(payload)));
+          case T_TABLE:
+            this.#table = JSON.parse(fromUtf8(payload)).nodes ?? [];
+            return;
+          case ERROR:
+            throw new ProtocolError(`master sent ERROR: ${fromUtf8(payload)}`);
+          default:
+            throw new ProtocolError(`unexpected frame 0x${type.toString(16)} from the master`);
+        }
+      });
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.#log.warn(err.message);
+        await sendErrorAndClose(writer, err.message);
+      } else if (!isConnGone(err)) throw err;
+    } finally {
+      clearInterval(hb);
+      clearInterval(watch);
+      clearInterval(load);
+    }
+  }
+
+  /** The master's membership: connect to new workers, drop gone ones. */
+  #members(msg: { term?: number; workers: { id: string; addr: string }[] }): void {
+    this.#term = msg.term ?? this.#term;
+    const want = new Map(msg.workers.map((w) => [w.id, w.addr]));
+    for (const [id, w] of this.#workers) {
+      if (want.get(id) !== w.addr) {
+        this.#workers.delete(id);
+        if (w.link !== null) this.balancer.detachWorker(w.link);
+      }
+    }
+    for (const [id, addr] of want) {
+      if (this.#workers.has(id)) continue;
+      this.#workers.set(id, { addr, link: null });
+      this.#track(this.#workerLoop(id, addr));
+    }
+  }
+
+  /** Keeps a link to one worker while it is a member. */
+  async #workerLoop(id: string, addr: string): Promise<void> {
+    const signal = this.#abort.signal;
+    let backoff = 50;
+    while (!this.#stopping && this.#workers.get(id)?.addr === addr) {
+      try {
+        const conn = await Deno.connect(parseHostPort(addr));
+        noDelay(conn);
+        const entry = this.#workers.get(id);
+        if (this.#stopping || entry?.addr !== addr) {
+          closeQuietly(conn);
+          return;
+        }
+        const writer = new FrameWriter(conn);
+        writer.writeRaw(encodeJson(W_LB_HELLO, { node: this.id }));
+        const link = new WorkerLink(id, addr, conn, writer);
+        entry.link = link;
+        backoff = 50;
+        const done = this.balancer.attachWorker(link, new FrameReader(conn), (type) => {
+          throw new ProtocolError(`unexpected worker frame 0x${type.toString(16)}`);
+        });
+        this.balancer.enable(link);
+        this.#log.info(`connected to worker ${id} at ${addr}`);
+        await done;
+        entry.link = null;
+      } catch (err) {
+        this.#log.debug(`worker ${id} at ${addr}: ${(err as Error).message}`);
+      }
+      try {
+        await sleep(backoff, undefined, { signal });
+      } catch {
+        return;
+      }
+      backoff = Math.min(backoff * 2, 1000);
+    }
+  }
+
+  /** Everything `status` shows. */
+  status(): Record<string, unknown> {
+    return {
+      id: this.id,
+      state: this.state,
+      addr: this.#addr,
+      term: this.#term,
+      master: this.#opts.master ?? "127.0.0.1:5061",
+      balancer: this.balancer.stats(),
+      table: this.#table,
+    };
+  }
+
+  /** Stops: answers or fails what is in flight, closes everything. */
+  async stop(graceMs = 2000): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#abort.abort();
+    if (this.#listener !== null) closeQuietly(this.#listener);
+    await this.balancer.close(graceMs);
+    if (this.#masterConn !== null) closeQuietly(this.#masterConn);
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  }
+}
+
+const HELLO_FRAME = encodeFrame(HELLO);
+const HELLO_ACK_FRAME = encodeFrame(HELLO_ACK);
+
+async function readAll(
+  reader: FrameReader,
+  onFrame: (type: number, payload: Uint8Array) => void,
+): Promise<void> {
+  while (await reader.read(onFrame));
+}

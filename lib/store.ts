@@ -1,0 +1,133 @@
+/**
+ * The worker's key-value map with last-writer-wins versions, tombstones and
+ * an order-independent digest.
+ *
+ * @module
+ */
+
+import { compareVersion } from "./hlc.ts";
+
+/** One key's newest write; `value === null` is a tombstone. */
+export interface Entry {
+  key: Uint8Array;
+  value: Uint8Array | null;
+  ver: number;
+  node: number;
+}
+
+/** Maps key bytes to a string usable as a Map key, one char per byte. */
+export function keyString(key: Uint8Array): string {
+  if (key.length <= 16) {
+    let s = "";
+    for (let i = 0; i < key.length; i++) s += String.fromCharCode(key[i]);
+    return s;
+  }
+  return String.fromCharCode.apply(null, key as unknown as number[]);
+}
+
+/** FNV-1a over the key, then the version and node mixed in: two 32-bit lanes. */
+function entryHash(key: Uint8Array, ver: number, node: number, seed: number): number {
+  let h = seed;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i], 0x01000193);
+  const lo = ver % 0x100000000;
+  const hi = Math.floor(ver / 0x100000000);
+  h = Math.imul(h ^ lo, 0x01000193);
+  h = Math.imul(h ^ hi, 0x01000193);
+  h = Math.imul(h ^ node, 0x01000193);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d);
+  h ^= h >>> 12;
+  return h >>> 0;
+}
+
+/** A key-value map whose replicas converge by keeping the newest version. */
+export class Store {
+  #map = new Map<string, Entry>();
+  #live = 0;
+  #tombstones = 0;
+  #d0 = 0;
+  #d1 = 0;
+
+  /** Keys with a live value. */
+  get size(): number {
+    return this.#live;
+  }
+
+  /** Tombstones held. */
+  get tombstones(): number {
+    return this.#tombstones;
+  }
+
+  /**
+   * Order-independent digest of the live contents: XOR of a 64-bit hash per
+   * key and version, as 16 hex digits.
+   */
+  get digest(): string {
+    return this.#d1.toString(16).padStart(8, "0") + this.#d0.toString(16).padStart(8, "0");
+  }
+
+  /** The entry for a key, tombstones included. */
+  entry(k: string): Entry | undefined {
+    return this.#map.get(k);
+  }
+
+  /** The live value of a key. */
+  get(k: string): Uint8Array | undefined {
+    return this.#map.get(k)?.value ?? undefined;
+  }
+
+  /**
+   * Applies a write if it is newer than what the key holds. `value === null`
+   * deletes (leaves a tombstone). Keeps `key` and `value` as given: pass
+   * copies, not views into a reused buffer. Returns true when applied.
+   */
+  apply(k: string, key: Uint8Array, value: Uint8Array | null, ver: number, node: number): boolean {
+    const old = this.#map.get(k);
+    if (old !== undefined) {
+      if (compareVersion(ver, node, old.ver, old.node) <= 0) return false;
+      if (old.value !== null) {
+        this.#xor(old);
+        this.#live--;
+      } else this.#tombstones--;
+      old.value = value;
+      old.ver = ver;
+      old.node = node;
+      this.#count(old);
+      return true;
+    }
+    const e: Entry = { key, value, ver, node };
+    this.#map.set(k, e);
+    this.#count(e);
+    return true;
+  }
+
+  /** Removes tombstones written before `beforeVer`; returns how many. */
+  purgeTombstones(beforeVer: number): number {
+    let n = 0;
+    for (const [k, e] of this.#map) {
+      if (e.value === null && e.ver < beforeVer) {
+        this.#map.delete(k);
+        n++;
+      }
+    }
+    this.#tombstones -= n;
+    return n;
+  }
+
+  /** Every entry, tombstones included (for a full export). */
+  entries(): IterableIterator<Entry> {
+    return this.#map.values();
+  }
+
+  #count(e: Entry): void {
+    if (e.value !== null) {
+      this.#xor(e);
+      this.#live++;
+    } else this.#tombstones++;
+  }
+
+  #xor(e: Entry): void {
+    this.#d0 = (this.#d0 ^ entryHash(e.key, e.ver, e.node, 0x811c9dc5)) >>> 0;
+    this.#d1 = (this.#d1 ^ entryHash(e.key, e.ver, e.node, 0x050c5d1f)) >>> 0;
+  }
+}

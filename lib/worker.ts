@@ -1,0 +1,450 @@
+/**
+ * `lbkit worker`: the in-memory key-value store (seed 000's Worker). It
+ * registers with the master, serves requests from any LB node, and keeps a
+ * versioned map whose replicas converge.
+ *
+ * @module
+ */
+
+import { setTimeout as sleep } from "node:timers/promises";
+import { formatHostPort, type HostPort, listenerAddr, parseHostPort } from "./addr.ts";
+import { closeQuietly, isConnGone, noDelay, remote, sendErrorAndClose } from "./conn.ts";
+import { ProtocolError } from "./errors.ts";
+import { FrameReader } from "./frame.ts";
+import { Hlc, TICKS_PER_MS } from "./hlc.ts";
+import { decodePeerWrite, helloId, Mesh } from "./peers.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { fromUtf8, readU32, REQUEST_HEADER, utf8, writeU32 } from "./messages.ts";
+import { keyString, Store } from "./store.ts";
+import {
+  encodeJson,
+  isWorkerRequest,
+  P_ACK,
+  P_DEL,
+  P_EXPORT_DONE,
+  P_HELLO,
+  P_SET,
+  W_DEL,
+  W_ERR,
+  W_EXPORT,
+  W_GET,
+  W_LB_HELLO,
+  W_NIL,
+  W_OK,
+  W_PEER_DOWN,
+  W_PEER_FAILED,
+  W_PEER_UP,
+  W_READY,
+  W_REGISTER,
+  W_SET,
+  W_STATUS,
+  W_VALUE,
+  W_WELCOME,
+} from "./wire.ts";
+import { FrameWriter } from "./writer.ts";
+
+/** Options for {@linkcode Worker}. */
+export interface WorkerOptions {
+  /**
+   * The master's worker port, `host:port`; `null` runs standalone (tests,
+   * the benchmark's direct baseline).
+   * @default {"127.0.0.1:5060"}
+   */
+  master?: string | null;
+  /**
+   * Interface for the worker's own listener (LB nodes and peers).
+   * @default {"0.0.0.0"}
+   */
+  hostname?: string;
+  /**
+   * Port of the worker's own listener; 0 picks a free one.
+   * @default {0}
+   */
+  port?: number;
+  /**
+   * Stable id for this process.
+   * @default {a random "w-xxxxxx"}
+   */
+  id?: string;
+  /**
+   * Longest wait between reconnection attempts to the master, in ms.
+   * @default {2000}
+   */
+  maxBackoff?: number;
+  /**
+   * When a write is acknowledged: `"all"` once every live peer applied it
+   * (read-your-writes through any LB node), `"local"` after the local apply.
+   * @default {"all"}
+   */
+  ack?: "all" | "local";
+  /**
+   * Milliseconds a peer has to confirm a write before it is dropped.
+   * @default {1000}
+   */
+  peerTimeout?: number;
+  /**
+   * Milliseconds a tombstone is kept (every live replica has it well before).
+   * @default {60000}
+   */
+  tombstoneTtl?: number;
+  /**
+   * Where to log.
+   * @default {silentLogger}
+   */
+  logger?: Logger;
+}
+
+/** What `status` shows of a worker. */
+export interface WorkerStats {
+  id: string;
+  addr: string;
+  master: string;
+  registered: boolean;
+  keys: number;
+  tombstones: number;
+  digest: string;
+  served: number;
+  writes: number;
+  connections: number;
+  ready: boolean;
+  peers: string[];
+  ack: "all" | "local";
+}
+
+/** Hash of an id to a u32 node number for version tie-breaks. */
+export function nodeNumber(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** A key-value worker. */
+export class Worker {
+  readonly id: string;
+  readonly node: number;
+  readonly store: Store = new Store();
+  readonly hlc: Hlc = new Hlc();
+  #opts: WorkerOptions;
+  #log: Logger;
+  #listener: Deno.Listener | null = null;
+  #addr: HostPort | null = null;
+  #advertised = "";
+  #conns = new Set<Deno.Conn>();
+  #masterConn: Deno.Conn | null = null;
+  #registered = false;
+  #stopping = false;
+  #abort = new AbortController();
+  #tasks = new Set<Promise<void>>();
+  #served = 0;
+  #writes = 0;
+  #mesh: Mesh;
+  #ackAll: boolean;
+  #ready = false;
+  #masterWriter: FrameWriter | null = null;
+  #purge: ReturnType<typeof setInterval> | undefined;
+
+  constructor(options: WorkerOptions = {}) {
+    this.#opts = options;
+    this.id = options.id ?? `w-${crypto.randomUUID().slice(0, 6)}`;
+    this.node = nodeNumber(this.id);
+    this.#log = options.logger ?? silentLogger;
+    this.#ackAll = (options.ack ?? "all") === "all";
+    this.#mesh = new Mesh(this.id, {
+      peerTimeout: options.peerTimeout,
+      logger: this.#log,
+      onPeerFailed: (peer) => this.#masterWriter?.writeRaw(encodeJson(W_PEER_FAILED, { id: peer })),
+    });
+  }
+
+  /** True once the full export (if any) has been applied. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** The listener's bound address. */
+  get addr(): HostPort {
+    if (this.#addr === null) throw new TypeError("worker not started");
+    return this.#addr;
+  }
+
+  /** True while registered with the master. */
+  get registered(): boolean {
+    return this.#registered;
+  }
+
+  /** Binds the listener and starts registering with the master. */
+  start(): Promise<void> {
+    const l = Deno.listen({
+      hostname: this.#opts.hostname ?? "0.0.0.0",
+      port: this.#opts.port ?? 0,
+    });
+    this.#listener = l;
+    this.#addr = listenerAddr(l);
+    this.#track(this.#acceptLoop(l));
+    const ttl = this.#opts.tombstoneTtl ?? 60000;
+    this.#purge = setInterval(
+      () => this.store.purgeTombstones(this.hlc.tick() - ttl * TICKS_PER_MS),
+      Math.min(10000, ttl),
+    );
+    const master = this.#opts.master === undefined ? "127.0.0.1:5060" : this.#opts.master;
+    if (master !== null) this.#track(this.#masterLoop(parseHostPort(master)));
+    return Promise.resolve();
+  }
+
+  /** Counters and the digest, for `status`. */
+  stats(): WorkerStats {
+    return {
+      id: this.id,
+      addr: this.#advertised || formatHostPort(this.addr),
+      master: this.#opts.master ?? "",
+      registered: this.#registered,
+      keys: this.store.size,
+      tombstones: this.store.tombstones,
+      digest: this.store.digest,
+      served: this.#served,
+      writes: this.#writes,
+      connections: this.#conns.size,
+      ready: this.#ready,
+      peers: this.#mesh.ids,
+      ack: this.#ackAll ? "all" : "local",
+    };
+  }
+
+  #track(task: Promise<void>): void {
+    this.#tasks.add(task);
+    task.finally(() => this.#tasks.delete(task));
+  }
+
+  async #acceptLoop(l: Deno.Listener): Promise<void> {
+    try {
+      for await (const conn of l) {
+        this.#track(this.#serve(conn, null));
+      }
+    } catch (err) {
+      if (!this.#stopping) this.#log.error(`listener: ${err}`);
+    }
+  }
+
+  /**
+   * Serves requests on one connection (the master link, or another LB
+   * node's). `onControl` takes the frames that are not requests.
+   */
+  async #serve(
+    conn: Deno.Conn,
+    onControl: ((type: number, payload: Uint8Array) => void) | null,
+    writer: FrameWriter = new FrameWriter(conn),
+  ): Promise<void> {
+    this.#conns.add(conn);
+    noDelay(conn);
+    const reader = new FrameReader(conn);
+    const onFrame = (type: number, payload: Uint8Array) => {
+      if (isWorkerRequest(type)) return this.#request(type, payload, writer);
+      if (type === P_SET || type === P_DEL) return this.#peerWrite(type, payload, writer);
+      if (type === P_HELLO) {
+        this.#log.debug(`peer ${helloId(payload)} connected from ${remote(conn)}`);
+        return;
+      }
+      if (type === P_EXPORT_DONE) return this.#exportDone(payload);
+      if (onControl !== null) return onControl(type, payload);
+      if (type === W_LB_HELLO) {
+        this.#log.info(`LB node ${fromUtf8(payload)} connected from ${remote(conn)}`);
+        return;
+      }
+      throw new ProtocolError(`unexpected frame 0x${type.toString(16).padStart(4, "0")}`);
+    };
+    try {
+      while (await reader.read(onFrame)) {
+        if (writer.full) await writer.ready;
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.#log.warn(`${remote(conn)}: protocol error: ${err.message}`);
+        await sendErrorAndClose(writer, err.message);
+      } else if (!isConnGone(err) && !this.#stopping) {
+        this.#log.warn(`${remote(conn)}: ${err}`);
+      }
+    } finally {
+      this.#conns.delete(conn);
+      closeQuietly(conn);
+    }
+  }
+
+  /** Serves one request; the reply goes out with the writer's next batch. */
+  #request(type: number, payload: Uint8Array, writer: FrameWriter): void {
+    if (payload.length < REQUEST_HEADER) throw new ProtocolError("request shorter than 6 bytes");
+    const id = readU32(payload, 0);
+    const keyLen = (payload[4] << 8) | payload[5];
+    if (REQUEST_HEADER + keyLen > payload.length) {
+      throw new ProtocolError(`keyLen ${keyLen} runs past the payload`);
+    }
+    const keyView = payload.subarray(REQUEST_HEADER, REQUEST_HEADER + keyLen);
+    this.#served++;
+    if (keyLen === 0) return reply(writer, W_ERR, id, utf8("empty key"));
+    const k = keyString(keyView);
+    switch (type) {
+      case W_GET: {
+        const v = this.store.get(k);
+        return v === undefined ? reply(writer, W_NIL, id) : reply(writer, W_VALUE, id, v);
+      }
+      case W_SET:
+        return this.#write(k, keyView, payload.slice(REQUEST_HEADER + keyLen), id, writer);
+      case W_DEL:
+        if (this.store.get(k) === undefined) return reply(writer, W_NIL, id);
+        return this.#write(k, keyView, null, id, writer);
+    }
+  }
+
+  /** Applies a client write here, sends it to every peer, acks per `--ack`. */
+  #write(
+    k: string,
+    key: Uint8Array,
+    value: Uint8Array | null,
+    id: number,
+    writer: FrameWriter,
+  ): void {
+    this.#writes++;
+    this.store.apply(k, key.slice(), value, this.hlc.tick(), this.node);
+    const e = this.store.entry(k)!;
+    if (!this.#ackAll) {
+      this.#mesh.replicate(e, null);
+      return reply(writer, W_OK, id);
+    }
+    const wait = { remaining: 0, done: () => reply(writer, W_OK, id) };
+    if (!this.#mesh.replicate(e, wait)) reply(writer, W_OK, id);
+  }
+
+  /** A write from a peer (replication or export): newest wins; ack if asked. */
+  #peerWrite(type: number, payload: Uint8Array, writer: FrameWriter): void {
+    const w = decodePeerWrite(type, payload);
+    this.hlc.observe(w.ver);
+    const k = keyString(w.key);
+    const value = w.value === null ? null : w.value.slice();
+    if (this.store.apply(k, w.key.slice(), value, w.ver, w.node)) {
+      this.#mesh.forward(this.store.entry(k)!);
+    }
+    if (w.seq !== 0) {
+      const view = writer.reserve(P_ACK, 4);
+      writeU32(view, 0, w.seq);
+    }
+  }
+
+  #exportDone(payload: Uint8Array): void {
+    if (this.#ready) return;
+    this.#ready = true;
+    this.#log.info(`full export applied (${fromUtf8(payload)}); ${this.store.size} keys`);
+    this.#masterWriter?.writeRaw(encodeJson(W_READY, {}));
+  }
+
+  /** Frames from the master besides requests. */
+  #control(type: number, payload: Uint8Array, writer: FrameWriter, master: HostPort): void {
+    const msg = type === W_STATUS ? null : parseJson(payload);
+    switch (type) {
+      case W_WELCOME: {
+        this.#registered = true;
+        this.#log.info(`registered with master ${formatHostPort(master)}`);
+        this.#mesh.clear();
+        for (const p of msg.peers as { id: string; addr: string }[]) this.#mesh.add(p.id, p.addr);
+        this.#ready = false;
+        if (msg.exportFrom === null || msg.exportFrom === undefined) {
+          this.#ready = true;
+          writer.writeRaw(encodeJson(W_READY, {}));
+        } else this.#log.info(`waiting for a full export from ${msg.exportFrom}`);
+        return;
+      }
+      case W_STATUS:
+        return writer.writeRaw(encodeJson(W_STATUS, this.stats()));
+      case W_PEER_UP:
+      case W_EXPORT:
+        this.#log.info(
+          `peer ${msg.id} at ${msg.addr}${msg.exportTo || type === W_EXPORT ? " (export)" : ""}`,
+        );
+        this.#mesh.add(
+          String(msg.id),
+          String(msg.addr),
+          msg.exportTo || type === W_EXPORT ? () => this.store.entries() : undefined,
+        );
+        return;
+      case W_PEER_DOWN:
+        this.#mesh.remove(String(msg.id));
+        return;
+      default:
+        throw new ProtocolError(`unexpected master frame 0x${type.toString(16)}`);
+    }
+  }
+
+  /** Registers with the master; reconnects with backoff, data kept. */
+  async #masterLoop(master: HostPort): Promise<void> {
+    const signal = this.#abort.signal;
+    const maxBackoff = this.#opts.maxBackoff ?? 2000;
+    let backoff = 50;
+    let announced = false;
+    while (!this.#stopping) {
+      let conn: Deno.Conn | null = null;
+      try {
+        conn = await Deno.connect(master);
+        this.#masterConn = conn;
+        if (this.#stopping) break;
+        const local = conn.localAddr as Deno.NetAddr;
+        const bound = this.addr;
+        // Advertise an address others can dial, not the wildcard.
+        const host = bound.hostname === "0.0.0.0" || bound.hostname === "::"
+          ? local.hostname
+          : bound.hostname;
+        this.#advertised = formatHostPort({ hostname: host, port: bound.port });
+        const writer = new FrameWriter(conn);
+        this.#masterWriter = writer;
+        writer.writeRaw(encodeJson(W_REGISTER, { id: this.id, addr: this.#advertised }));
+        backoff = 50;
+        await this.#serve(conn, (t, p) => this.#control(t, p, writer, master), writer);
+      } catch (err) {
+        if (!announced || !(err instanceof Deno.errors.ConnectionRefused)) {
+          this.#log.warn(`master ${formatHostPort(master)}: ${(err as Error).message}`);
+          announced = true;
+        }
+      } finally {
+        if (conn !== null) closeQuietly(conn);
+        this.#masterConn = null;
+        this.#masterWriter = null;
+        if (this.#registered) this.#log.warn("lost the master; reconnecting");
+        this.#registered = false;
+      }
+      if (this.#stopping) break;
+      try {
+        await sleep(backoff, undefined, { signal });
+      } catch {
+        break;
+      }
+      backoff = Math.min(backoff * 2, maxBackoff);
+    }
+  }
+
+  /** Stops listening, closes every connection, waits for the tasks. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#abort.abort();
+    clearInterval(this.#purge);
+    await this.#mesh.close();
+    if (this.#listener !== null) closeQuietly(this.#listener);
+    if (this.#masterConn !== null) closeQuietly(this.#masterConn);
+    for (const c of this.#conns) closeQuietly(c);
+    // Tasks may be added while we wait (an accept in progress).
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  }
+}
+
+// deno-lint-ignore no-explicit-any
+function parseJson(payload: Uint8Array): any {
+  try {
+    return JSON.parse(fromUtf8(payload));
+  } catch {
+    throw new ProtocolError("control frame is not JSON");
+  }
+}
+
+function reply(writer: FrameWriter, type: number, id: number, body?: Uint8Array): void {
+  const len = body?.length ?? 0;
+  const view = writer.reserve(type, 4 + len);
+  writeU32(view, 0, id);
+  if (len > 0) view.set(body!, 4);
+}

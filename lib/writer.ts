@@ -1,0 +1,187 @@
+/**
+ * Coalescing frame writer with backpressure.
+ *
+ * Frames are built straight into a buffer (one copy, no per-frame
+ * allocation). Everything queued while the previous write is in flight, or
+ * during the same turn of the event loop, goes out in one `write` call.
+ *
+ * @module
+ */
+
+import { HEADER_SIZE, MAX_PAYLOAD, writeHeader } from "./frame.ts";
+
+/** Anything with Deno.Conn's `write`. */
+export interface Writable {
+  write(p: Uint8Array): Promise<number>;
+}
+
+/** Options for {@linkcode FrameWriter}. */
+export interface FrameWriterOptions {
+  /**
+   * Bytes queued above which {@linkcode FrameWriter.ready} waits.
+   * @default {1048576}
+   */
+  highWaterMark?: number;
+  /**
+   * Called once when a write fails (peer gone); later frames are dropped.
+   * @default {undefined}
+   */
+  onError?: (err: unknown) => void;
+}
+
+const INITIAL = 16 * 1024;
+
+/**
+ * Queues frames for one connection and writes them in batches.
+ *
+ * @example
+ * ```ts ignore
+ * const w = new FrameWriter(conn);
+ * w.write(0x0001, new Uint8Array()); // HELLO
+ * await w.ready; // waits while the socket is behind
+ * ```
+ */
+export class FrameWriter {
+  #dst: Writable;
+  #cur = new Uint8Array(INITIAL);
+  #spare = new Uint8Array(INITIAL);
+  #len = 0;
+  #inflight = 0;
+  #writing = false;
+  #scheduled = false;
+  #failed = false;
+  #hwm: number;
+  #onError: ((err: unknown) => void) | undefined;
+  #drainWaiters: Array<() => void> = [];
+  #flushWaiters: Array<() => void> = [];
+  #flush = () => this.#run();
+
+  constructor(dst: Writable, options: FrameWriterOptions = {}) {
+    this.#dst = dst;
+    this.#hwm = options.highWaterMark ?? 1024 * 1024;
+    this.#onError = options.onError;
+  }
+
+  /** Bytes queued and not yet written. */
+  get buffered(): number {
+    return this.#len + this.#inflight;
+  }
+
+  /** True once a write has failed; queued frames are then dropped. */
+  get failed(): boolean {
+    return this.#failed;
+  }
+
+  /** Resolves at once, or when the queue falls under the high-water mark. */
+  get ready(): Promise<void> {
+    if (this.#failed || this.buffered <= this.#hwm) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /** True while the queue is over the high-water mark. */
+  get full(): boolean {
+    return !this.#failed && this.buffered > this.#hwm;
+  }
+
+  /**
+   * Reserves a frame of `payloadLen` bytes and returns its payload to fill in
+   * synchronously (before the next await).
+   */
+  reserve(type: number, payloadLen: number): Uint8Array {
+    if (payloadLen > MAX_PAYLOAD) {
+      throw new RangeError(`payload of ${payloadLen} bytes exceeds ${MAX_PAYLOAD}`);
+    }
+    const size = HEADER_SIZE + payloadLen;
+    const start = this.#grow(size);
+    writeHeader(this.#cur, start, type, payloadLen);
+    this.#len += size;
+    this.#schedule();
+    return this.#cur.subarray(start + HEADER_SIZE, start + size);
+  }
+
+  /** Queues one frame, copying `payload`. */
+  write(type: number, payload?: Uint8Array): void {
+    const len = payload?.length ?? 0;
+    const view = this.reserve(type, len);
+    if (len > 0) view.set(payload!);
+  }
+
+  /** Queues bytes that already hold whole frames. */
+  writeRaw(bytes: Uint8Array): void {
+    const start = this.#grow(bytes.length);
+    this.#cur.set(bytes, start);
+    this.#len += bytes.length;
+    this.#schedule();
+  }
+
+  /** Resolves when everything queued so far has been written (or failed). */
+  flush(): Promise<void> {
+    if (this.#failed || (this.#len === 0 && !this.#writing)) return Promise.resolve();
+    return new Promise((resolve) => this.#flushWaiters.push(resolve));
+  }
+
+  #grow(size: number): number {
+    if (this.#failed) {
+      // Keep accepting (and discarding) so callers need not check each time.
+      this.#len = 0;
+    }
+    const need = this.#len + size;
+    if (need > this.#cur.length) {
+      let cap = this.#cur.length * 2;
+      while (cap < need) cap *= 2;
+      const next = new Uint8Array(cap);
+      next.set(this.#cur.subarray(0, this.#len));
+      this.#cur = next;
+    }
+    return this.#len;
+  }
+
+  #schedule(): void {
+    if (this.#writing || this.#scheduled || this.#failed) return;
+    this.#scheduled = true;
+    queueMicrotask(this.#flush);
+  }
+
+  async #run(): Promise<void> {
+    this.#scheduled = false;
+    this.#writing = true;
+    try {
+      while (this.#len > 0 && !this.#failed) {
+        // Swap buffers: frames queued while this batch is written go to the other.
+        const batch = this.#cur;
+        const n = this.#len;
+        this.#cur = this.#spare.length >= INITIAL ? this.#spare : new Uint8Array(INITIAL);
+        this.#len = 0;
+        this.#inflight = n;
+        let off = 0;
+        while (off < n) {
+          off += await this.#dst.write(batch.subarray(off, n));
+          this.#inflight = n - off;
+        }
+        // Reuse the written buffer unless it grew large during a burst.
+        this.#spare = batch.length <= 1024 * 1024 ? batch : new Uint8Array(INITIAL);
+        this.#wakeDrain();
+      }
+    } catch (err) {
+      this.#failed = true;
+      this.#len = 0;
+      this.#inflight = 0;
+      this.#onError?.(err);
+    } finally {
+      this.#writing = false;
+      this.#inflight = 0;
+      this.#wakeDrain();
+      const waiters = this.#flushWaiters;
+      this.#flushWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  #wakeDrain(): void {
+    if (this.#drainWaiters.length === 0) return;
+    if (!this.#failed && this.buffered > this.#hwm) return;
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const w of waiters) w();
+  }
+}
