@@ -26,6 +26,10 @@ export const CLIENT_FLAGS: FlagTable = {
   connect: { type: "string", default: "127.0.0.1:5059", help: "LB node to talk to" },
   timeout: { type: "string", default: "10000", help: "per-command reply timeout in ms" },
   window: { type: "string", default: "1024", help: "commands in flight at most" },
+  discover: {
+    type: "boolean",
+    help: "ask --connect for the least loaded LB node (NODE) and use that one",
+  },
 };
 
 /** Help for `lbkit client`. */
@@ -112,7 +116,9 @@ export async function clientCommand(argv: string[]): Promise<number> {
   const interactive = Deno.stdin.isTerminal();
   let client: Client;
   try {
-    client = await Client.connect(String(v.connect), { timeout });
+    client = v.discover
+      ? await Client.discover(String(v.connect), { timeout })
+      : await Client.connect(String(v.connect), { timeout });
   } catch (err) {
     console.error(`lbkit client: cannot connect to ${v.connect}: ${(err as Error).message}`);
     return 2;

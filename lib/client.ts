@@ -105,6 +105,26 @@ export class Client {
     return new Client(conn, options);
   }
 
+  /**
+   * Asks the LB node at `addr` for the least loaded node (`NODE`) and
+   * connects there (or stays, when that is the same node).
+   */
+  static async discover(addr: string, options: ClientOptions = {}): Promise<Client> {
+    const first = await Client.connect(addr, options);
+    let target: string;
+    try {
+      target = await first.node();
+    } catch (err) {
+      first.close();
+      await first.done;
+      throw err;
+    }
+    if (target === addr) return first;
+    first.close();
+    await first.done;
+    return await Client.connect(target, options);
+  }
+
   /** Requests sent and not yet answered. */
   get pending(): number {
     return this.#waiting.size;
