@@ -6,7 +6,10 @@
 
 import { createLogger } from "../lib/log.ts";
 import { Master } from "../lib/master.ts";
+import { Slave } from "../lib/slave.ts";
+import { formatHostPort } from "../lib/addr.ts";
 import {
+  fail,
   type FlagTable,
   helpText,
   intFlag,
@@ -25,6 +28,16 @@ export const MASTER_FLAGS: FlagTable = {
   "slave-port": { type: "string", default: "5061", help: "slave (LB tier) port" },
   "queue-size": { type: "string", default: "4096", help: "request/response queue capacity" },
   timeout: { type: "string", default: "5000", help: "request deadline in ms" },
+  id: {
+    type: "string",
+    help: "id in the LB tier, used if it steps down to slave (default: generated)",
+  },
+  heartbeat: { type: "string", default: "1000", help: "HELLO interval with the slaves in ms" },
+  "dead-after": {
+    type: "string",
+    help: "ms without a frame before a slave is DOWN (default: 3 x heartbeat)",
+  },
+  term: { type: "string", default: "1", help: "cluster term to start with" },
   "log-level": LOG_LEVEL_FLAG,
 };
 
@@ -41,6 +54,12 @@ export const MASTER_HELP: string = helpText(
 export async function masterCommand(argv: string[]): Promise<void> {
   const v = parseFlags("master", MASTER_FLAGS, argv);
   if (v.help) return void console.log(MASTER_HELP);
+  const heartbeat = intFlag(v, "heartbeat", 1);
+  const deadAfter = v["dead-after"] === undefined ? 3 * heartbeat : intFlag(v, "dead-after", 1);
+  const logger = createLogger("master", logLevelFlag(v));
+  const id = typeof v.id === "string" ? v.id : `m-${crypto.randomUUID().slice(0, 6)}`;
+  // The node serving now: the master, or the slave it became on stepping down.
+  let node: { status(): unknown; stop(): Promise<void> };
   const master = new Master({
     hostname: String(v.host),
     port: portFlag(v, "port"),
@@ -48,12 +67,48 @@ export async function masterCommand(argv: string[]): Promise<void> {
     slavePort: portFlag(v, "slave-port"),
     queueSize: intFlag(v, "queue-size", 1),
     timeout: intFlag(v, "timeout", 1),
-    logger: createLogger("master", logLevelFlag(v)),
+    heartbeat,
+    deadAfter,
+    term: intFlag(v, "term", 1),
+    logger,
+    onStepDown: (term) => {
+      // A higher term holds the cluster: rejoin it as a slave on a free port.
+      const vip = master.vip;
+      const slave = new Slave({
+        master: formatHostPort({ hostname: vip.host, port: vip.slavePort }),
+        hostname: vip.host,
+        port: 0,
+        id,
+        heartbeat,
+        deadAfter,
+        queueSize: intFlag(v, "queue-size", 1),
+        timeout: intFlag(v, "timeout", 1),
+        logger: createLogger("slave", logLevelFlag(v)),
+      });
+      node = slave;
+      slave.start().then(() =>
+        console.log(
+          `lbkit master stepped down (term ${term}); slave ${id} listening clients=${slave.addr}`,
+        )
+      );
+    },
   });
-  await master.start();
+  node = master;
+  try {
+    await master.start();
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      fail(
+        `cannot bind the VIP ${v.host} (ports ${v.port}/${v["worker-port"]}/${v["slave-port"]}): ` +
+          `held by another process, a master already serves it (${err.message})`,
+        1,
+      );
+    }
+    throw err;
+  }
   const a = master.addrs;
   console.log(
     `lbkit master listening clients=${a.clients} workers=${a.workers} slaves=${a.slaves}`,
   );
-  await runServer("master", () => master.status(), () => master.stop());
+  await runServer("master", () => node.status(), () => node.stop());
 }

@@ -174,6 +174,11 @@ export class Balancer {
     this.#sweep = setInterval(() => this.#expire(), Math.max(5, Math.min(100, this.#timeout / 10)));
   }
 
+  /** Replaces the `NODE` answerer (a slave promoted to master). */
+  set nodeAddr(fn: (local: Deno.NetAddr) => string | Promise<string>) {
+    this.#nodeAddr = fn;
+  }
+
   /** Workers in the ring. */
   get workers(): number {
     return this.#ring.size;

@@ -71,10 +71,41 @@ export interface MasterOptions {
    */
   deadAfter?: number;
   /**
+   * The cluster term this master serves; each promotion adds one.
+   * @default {1}
+   */
+  term?: number;
+  /**
+   * A balancer to serve with instead of a new one (a slave promoted to
+   * master keeps its own, with its worker links); {@linkcode Master.stop}
+   * then leaves it running.
+   * @default {undefined}
+   */
+  balancer?: Balancer;
+  /**
+   * Called once when a higher term shows up: this master must step down.
+   * The master has already closed its listeners when it is called.
+   * @default {undefined}
+   */
+  onStepDown?: (term: number) => void;
+  /**
+   * Called when a worker becomes ready (in the ring) under this master.
+   * @default {undefined}
+   */
+  onWorkerReady?: (id: string) => void;
+  /**
    * Where to log.
    * @default {silentLogger}
    */
   logger?: Logger;
+}
+
+/** The VIP: the master's host and ports, as slaves learn them. */
+export interface Vip {
+  host: string;
+  port: number;
+  workerPort: number;
+  slavePort: number;
 }
 
 /** The bound addresses. */
@@ -92,6 +123,8 @@ interface WorkerInfo {
   ready: boolean;
   /** The worker streaming this one its export, while not ready. */
   exportFrom: string | null;
+  /** Its digest, from registration and then from status reports. */
+  digest: string;
 }
 
 /** The master LB node. */
@@ -107,15 +140,19 @@ export class Master {
   #tasks = new Set<Promise<void>>();
   #stopping = false;
   #statusTimer: ReturnType<typeof setInterval> | undefined;
+  #term: number;
+  #ownsBalancer: boolean;
+  #vip: Vip | null = null;
 
   constructor(options: MasterOptions = {}) {
     this.#opts = options;
     this.#log = options.logger ?? silentLogger;
-    this.balancer = new Balancer({
+    this.#term = options.term ?? 1;
+    this.#ownsBalancer = options.balancer === undefined;
+    this.balancer = options.balancer ?? new Balancer({
       queueSize: options.queueSize,
       timeout: options.timeout,
       logger: this.#log,
-      nodeAddr: (local) => this.slaves.leastLoaded(this.#selfLoad(local)),
     });
     this.slaves = new SlaveHub({
       heartbeat: options.heartbeat,
@@ -123,8 +160,34 @@ export class Master {
       logger: this.#log,
       members: () => this.members(),
       self: () => this.#selfLoad(null),
+      term: () => this.#term,
+      vip: () => this.#vip,
+      onHigherTerm: (term, from) => this.#stepDown(term, from),
     });
     this.#state = masterMachine((from, to) => this.#log.info(`master: ${from} -> ${to}`));
+  }
+
+  /** The term this master serves. */
+  get term(): number {
+    return this.#term;
+  }
+
+  /** The VIP this master holds (after {@linkcode start}). */
+  get vip(): Vip {
+    if (this.#vip === null) throw new TypeError("master not started");
+    return this.#vip;
+  }
+
+  /** A higher term exists: release the VIP at once and tell the owner. */
+  #stepDown(term: number, from: string): void {
+    if (this.#stopping) return;
+    this.#log.warn(
+      `term ${term} (from ${from}) is higher than ours (${this.#term}): stepping down`,
+    );
+    for (const l of this.#listeners) closeQuietly(l);
+    this.#listeners = [];
+    this.stop(0).catch((err) => this.#log.error(`step-down: ${err}`));
+    this.#opts.onStepDown?.(term);
   }
 
   /** `UP_LISTENING` while serving, `DOWN` otherwise. */
@@ -181,6 +244,13 @@ export class Master {
         workers: formatHostPort(listenerAddr(workers)),
         slaves: formatHostPort(listenerAddr(slaves)),
       };
+      this.balancer.nodeAddr = (local) => this.slaves.leastLoaded(this.#selfLoad(local));
+      this.#vip = {
+        host: hostname,
+        port: listenerAddr(clients).port,
+        workerPort: listenerAddr(workers).port,
+        slavePort: listenerAddr(slaves).port,
+      };
       this.#track(this.#accept(clients, (c) => this.balancer.serveClient(c)));
       this.#track(this.#accept(workers, (c) => this.#serveWorker(c)));
       this.#track(this.#accept(slaves, (c) => this.slaves.serve(c)));
@@ -233,6 +303,7 @@ export class Master {
       switch (type) {
         case W_STATUS:
           info.status = parseJson(payload);
+          if (typeof info.status?.digest === "string") info.digest = info.status.digest;
           return;
         case W_READY:
           this.#markReady(info);
@@ -259,7 +330,7 @@ export class Master {
    * A worker registered: tell the others (they connect to it), tell it its
    * peers, and have the least busy ready worker stream it a full export.
    */
-  #register(link: WorkerLink, reg: { id: string; addr: string }, from: string): WorkerInfo {
+  #register(link: WorkerLink, reg: Registration, from: string): WorkerInfo {
     link.id = reg.id;
     link.addr = reg.addr;
     const old = this.#workers.get(reg.id);
@@ -271,12 +342,16 @@ export class Master {
       this.#announceDown(old);
     }
     const others = [...this.#workers.values()];
-    const source = this.#pickSource(others);
+    // After a failover, a replica that was in sync re-registers with its data:
+    // when its digest matches a ready replica's it needs no export.
+    const inSync = reg.ready && others.some((o) => o.ready && o.digest === reg.digest);
+    const source = inSync ? undefined : this.#pickSource(others);
     const info: WorkerInfo = {
       link,
       status: null,
       ready: false,
       exportFrom: source?.link.id ?? null,
+      digest: reg.digest,
     };
     this.#workers.set(reg.id, info);
     this.#log.info(
@@ -311,6 +386,7 @@ export class Master {
     info.exportFrom = null;
     this.balancer.enable(info.link);
     this.slaves.broadcastMembers();
+    this.#opts.onWorkerReady?.(info.link.id);
   }
 
   #unregister(info: WorkerInfo): void {
@@ -379,7 +455,8 @@ export class Master {
     if (this.#state.state === "UP_LISTENING") this.#state.to("DOWN");
     for (const l of this.#listeners) closeQuietly(l);
     this.slaves.close();
-    await this.balancer.close(graceMs);
+    if (this.#ownsBalancer) await this.balancer.close(graceMs);
+    else for (const w of this.#workers.values()) this.balancer.detachWorker(w.link);
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
   }
 }
@@ -395,16 +472,29 @@ function parseJson(payload: Uint8Array): any {
   }
 }
 
-function parseRegister(payload: Uint8Array): { id: string; addr: string } {
+/** A worker's `W_REGISTER`. */
+interface Registration {
+  id: string;
+  addr: string;
+  ready: boolean;
+  digest: string;
+}
+
+function parseRegister(payload: Uint8Array): Registration {
   let v: unknown;
   try {
     v = JSON.parse(fromUtf8(payload));
   } catch {
     throw new ProtocolError("REGISTER is not JSON");
   }
-  const o = v as { id?: unknown; addr?: unknown };
+  const o = v as { id?: unknown; addr?: unknown; ready?: unknown; digest?: unknown };
   if (typeof o?.id !== "string" || o.id === "" || typeof o.addr !== "string") {
     throw new ProtocolError("REGISTER needs string id and addr");
   }
-  return { id: o.id, addr: o.addr };
+  return {
+    id: o.id,
+    addr: o.addr,
+    ready: o.ready === true,
+    digest: typeof o.digest === "string" ? o.digest : "",
+  };
 }

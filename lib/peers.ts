@@ -34,6 +34,8 @@ class PeerLink {
   closed = false;
   /** Frames queued before the connection is up. */
   backlog: Uint8Array[] = [];
+  /** An export asked for before the connection is up. */
+  pendingExport: (() => Iterable<Entry>) | null = null;
 
   constructor(id: string, addr: string) {
     this.id = id;
@@ -93,10 +95,27 @@ export class Mesh {
   add(id: string, addr: string, exportFrom?: () => Iterable<Entry>): void {
     if (id === this.#selfId) return;
     const old = this.#links.get(id);
+    if (old !== undefined && old.addr === addr && !old.closed) {
+      // Same peer announced again (a new master): keep the link.
+      if (exportFrom !== undefined) {
+        if (old.writer !== null) this.#track(this.#export(old, exportFrom));
+        else old.pendingExport = exportFrom;
+      }
+      return;
+    }
     if (old !== undefined) this.#drop(old, "replaced");
     const link = new PeerLink(id, addr);
     this.#links.set(id, link);
     this.#track(this.#run(link, exportFrom));
+  }
+
+  /** Makes the links match `peers`: drops the others, adds the missing. */
+  sync(peers: { id: string; addr: string }[]): void {
+    const want = new Map(peers.map((p) => [p.id, p.addr]));
+    for (const link of [...this.#links.values()]) {
+      if (want.get(link.id) !== link.addr) this.#drop(link, "not a member");
+    }
+    for (const [id, addr] of want) this.add(id, addr);
   }
 
   /** Drops a peer (it left the cluster). */
@@ -161,7 +180,9 @@ export class Mesh {
     writer.writeRaw(encodeJson(P_HELLO, { id: this.#selfId }));
     for (const f of link.backlog) writer.writeRaw(f);
     link.backlog = [];
-    if (exportFrom !== undefined) this.#track(this.#export(link, exportFrom));
+    const exp = exportFrom ?? link.pendingExport;
+    link.pendingExport = null;
+    if (exp !== undefined && exp !== null) this.#track(this.#export(link, exp));
     const reader = new FrameReader(link.conn!);
     const onFrame = (type: number, payload: Uint8Array) => {
       if (type !== P_ACK || payload.length !== 4) {

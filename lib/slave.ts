@@ -16,7 +16,8 @@ import { leastLoaded, type NodeLoad } from "./least_loaded.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { ERROR, fromUtf8, HELLO, HELLO_ACK, PUSH_LOAD_INFO, utf8 } from "./messages.ts";
 import { slaveMachine, type SlaveState, type StateMachine } from "./tier_state.ts";
-import { encodeJson, T_MEMBERS, T_SUBSCRIBE, T_TABLE, W_LB_HELLO } from "./wire.ts";
+import { encodeJson, T_CLAIM, T_MEMBERS, T_SUBSCRIBE, T_TABLE, W_LB_HELLO } from "./wire.ts";
+import { Master, type Vip } from "./master.ts";
 import { FrameWriter } from "./writer.ts";
 
 /** Options for {@linkcode Slave}. */
@@ -90,6 +91,13 @@ export class Slave {
   #workers = new Map<string, { addr: string; link: WorkerLink | null }>();
   #table: NodeLoad[] = [];
   #term = 0;
+  /** The VIP, as the master last told us; needed to take it over. */
+  #vip: Vip | null = null;
+  /** The live slaves the master last reported: the electorate. */
+  #slaveIds: string[] = [];
+  /** Set while this node has been promoted and holds the VIP. */
+  #master: Master | null = null;
+  #demoted: (() => void) | null = null;
 
   constructor(options: SlaveOptions = {}) {
     this.#opts = options;
@@ -105,6 +113,21 @@ export class Slave {
       logger: this.#log,
       nodeAddr: (local) => this.#leastLoaded(local),
     });
+  }
+
+  /** `"master"` once promoted (holding the VIP), else `"slave"`. */
+  get role(): "master" | "slave" {
+    return this.#master === null ? "slave" : "master";
+  }
+
+  /** The promoted master, while this node is one. */
+  get master(): Master | null {
+    return this.#master;
+  }
+
+  /** The cluster term as this node knows it. */
+  get term(): number {
+    return this.#term;
   }
 
   /** `CONNECTED`, `PUSH_LOAD_INFO` or `DOWN` (no master). */
@@ -170,32 +193,34 @@ export class Slave {
     return leastLoaded(rows)!.addr;
   }
 
-  async #masterLoop(master: HostPort): Promise<void> {
+  async #masterLoop(configured: HostPort): Promise<void> {
     const signal = this.#abort.signal;
     let backoff = 50;
     let lastError = "";
     while (!this.#stopping) {
-      let conn: Deno.Conn | null = null;
-      try {
-        conn = await Deno.connect(master);
-        if (this.#stopping) break;
-        this.#masterConn = conn;
-        backoff = 50;
-        lastError = "";
-        await this.#session(conn, master);
-      } catch (err) {
-        const msg = (err as Error).message;
+      if (this.#master !== null) {
+        // Promoted: wait until a higher term makes us step down.
+        await new Promise<void>((r) => this.#demoted = r);
+        continue;
+      }
+      // The VIP's slave port once we know it (the same as --master normally).
+      const master = this.#vip === null ? configured : {
+        hostname: this.#vip.host,
+        port: this.#vip.slavePort,
+      };
+      const served = await this.#attempt(master, (msg) => {
         if (msg !== lastError) this.#log.warn(`master ${formatHostPort(master)}: ${msg}`);
         lastError = msg;
-      } finally {
-        if (conn !== null) closeQuietly(conn);
-        this.#masterConn = null;
-        if (this.#state.state !== "DOWN") {
-          this.#state.to("DOWN");
-          if (!this.#stopping) this.#log.warn("lost the master; reconnecting with backoff");
-        }
+      });
+      if (served) {
+        backoff = 50;
+        lastError = "";
       }
       if (this.#stopping) break;
+      if (served && this.#vip !== null) {
+        // We had a master and lost it: elect, maybe ourselves.
+        if (await this.#elect()) continue;
+      }
       try {
         await sleep(backoff, undefined, { signal });
       } catch {
@@ -205,8 +230,157 @@ export class Slave {
     }
   }
 
+  /**
+   * One connection attempt and session. Resolves true when the master spoke
+   * to us (a live master), false when it could not be reached.
+   */
+  async #attempt(master: HostPort, onError: (msg: string) => void): Promise<boolean> {
+    let conn: Deno.Conn | null = null;
+    let heard = false;
+    try {
+      conn = await Deno.connect(master);
+      if (this.#stopping) return false;
+      this.#masterConn = conn;
+      await this.#session(conn, master, () => heard = true);
+    } catch (err) {
+      onError((err as Error).message);
+    } finally {
+      if (conn !== null) closeQuietly(conn);
+      this.#masterConn = null;
+      if (this.#state.state !== "DOWN") {
+        this.#state.to("DOWN");
+        if (!this.#stopping) this.#log.warn("lost the master");
+      }
+    }
+    return heard;
+  }
+
+  /**
+   * The master is gone. Every slave ranks the electorate the same way
+   * (sorted ids): rank r waits r x dead-after for a new master to show up on
+   * the VIP, then promotes itself. Resolves true once this node is master.
+   */
+  async #elect(): Promise<boolean> {
+    const deadAfter = this.#deadAfter();
+    const ids = [...new Set([...this.#slaveIds, this.id])].sort();
+    const rank = ids.indexOf(this.id);
+    const lostTerm = this.#term;
+    this.#log.info(`master lost (term ${lostTerm}); electorate [${ids}], our rank ${rank}`);
+    const until = Date.now() + rank * deadAfter;
+    const vip = this.#vip!;
+    while (!this.#stopping && Date.now() < until) {
+      // Someone of a lower rank may already serve the VIP: join it.
+      const heard = await this.#attempt({ hostname: vip.host, port: vip.slavePort }, () => {});
+      if (heard) return false;
+      await sleep(Math.min(50, deadAfter), undefined, { signal: this.#abort.signal }).catch(
+        () => {},
+      );
+    }
+    if (this.#stopping) return false;
+    return await this.#promote(lostTerm);
+  }
+
+  /**
+   * Takes over the VIP with term + 1: binds the master's listeners (retrying
+   * while the old process holds them, and telling it our term so it steps
+   * down), keeping this node's balancer, clients and worker links.
+   */
+  async #promote(lostTerm: number): Promise<boolean> {
+    const vip = this.#vip!;
+    const term = Math.max(this.#term, lostTerm) + 1;
+    this.#term = term;
+    this.#log.warn(`promoting to master for term ${term} (VIP ${vip.host}:${vip.port})`);
+    const heartbeat = this.#opts.heartbeat ?? 1000;
+    while (!this.#stopping) {
+      const master = new Master({
+        hostname: vip.host,
+        port: vip.port,
+        workerPort: vip.workerPort,
+        slavePort: vip.slavePort,
+        balancer: this.balancer,
+        term,
+        heartbeat,
+        deadAfter: this.#deadAfter(),
+        logger: this.#log,
+        onStepDown: (t) => this.#stepDown(t),
+        onWorkerReady: (id) => this.#dropOwnLink(id),
+      });
+      try {
+        await master.start();
+        this.#master = master;
+        this.#log.warn(`now master of term ${term} on the VIP`);
+        return true;
+      } catch (err) {
+        if (!(err instanceof Deno.errors.AddrInUse)) throw err;
+      }
+      // The VIP is held: tell the holder our term; if it serves a term as
+      // high as ours, we join it instead.
+      const theirs = await this.#claim(vip, term);
+      if (theirs !== null && theirs >= term) {
+        this.#log.info(`the VIP serves term ${theirs}; joining it as a slave`);
+        this.#term = theirs;
+        return false;
+      }
+      await sleep(Math.min(50, heartbeat), undefined, { signal: this.#abort.signal }).catch(
+        () => {},
+      );
+    }
+    return false;
+  }
+
+  /** Sends `T_CLAIM` to the VIP's slave port; resolves the holder's term, if it answers. */
+  async #claim(vip: Vip, term: number): Promise<number | null> {
+    let conn: Deno.Conn;
+    try {
+      conn = await Deno.connect({ hostname: vip.host, port: vip.slavePort });
+    } catch {
+      return null;
+    }
+    const writer = new FrameWriter(conn);
+    writer.writeRaw(encodeJson(T_CLAIM, { term, id: this.id }));
+    const reader = new FrameReader(conn);
+    let theirs: number | null = null;
+    const timer = setTimeout(() => closeQuietly(conn), Math.min(200, this.#opts.heartbeat ?? 1000));
+    try {
+      while (
+        theirs === null && await reader.read((type, payload) => {
+          if (type === T_MEMBERS) theirs = Number(JSON.parse(fromUtf8(payload)).term ?? 0);
+        })
+      );
+    } catch {
+      // closed by the timer or by a master stepping down
+    } finally {
+      clearTimeout(timer);
+      await writer.flush();
+      closeQuietly(conn);
+    }
+    return theirs;
+  }
+
+  /** A higher term exists: stop being master, rejoin the VIP as a slave. */
+  #stepDown(term: number): void {
+    this.#term = term;
+    this.#master = null;
+    this.balancer.nodeAddr = (local) => this.#leastLoaded(local);
+    this.#log.warn(`stepped down: term ${term} is higher; rejoining as a slave`);
+    this.#demoted?.();
+    this.#demoted = null;
+  }
+
+  /** A worker registered and ready at our master: its slave-era link goes. */
+  #dropOwnLink(id: string): void {
+    const w = this.#workers.get(id);
+    if (w === undefined) return;
+    this.#workers.delete(id);
+    if (w.link !== null) this.balancer.detachWorker(w.link);
+  }
+
+  #deadAfter(): number {
+    return this.#opts.deadAfter ?? 3 * (this.#opts.heartbeat ?? 1000);
+  }
+
   /** One connection to the master: heartbeats, load pushes, membership. */
-  async #session(conn: Deno.Conn, master: HostPort): Promise<void> {
+  async #session(conn: Deno.Conn, master: HostPort, onHeard: () => void): Promise<void> {
     noDelay(conn);
     const writer = new FrameWriter(conn);
     const heartbeat = this.#opts.heartbeat ?? 1000;
@@ -217,7 +391,10 @@ export class Slave {
     let lastFrame = Date.now();
     const push = () => {
       const load = this.#selfLoad(conn.localAddr as Deno.NetAddr);
-      writer.write(PUSH_LOAD_INFO, utf8(JSON.stringify({ node: this.id, ...load })));
+      writer.write(
+        PUSH_LOAD_INFO,
+        utf8(JSON.stringify({ node: this.id, ...load, term: this.#term })),
+      );
       if (this.#state.state === "CONNECTED") this.#state.to("PUSH_LOAD_INFO");
     };
     writer.writeRaw(encodeFrame(T_SUBSCRIBE));
@@ -240,6 +417,7 @@ export class Slave {
     try {
       await readAll(reader, (type, payload) => {
         lastFrame = Date.now();
+        onHeard();
         switch (type) {
           case HELLO:
             return writer.writeRaw(HELLO_ACK_FRAME);
@@ -269,8 +447,17 @@ export class Slave {
   }
 
   /** The master's membership: connect to new workers, drop gone ones. */
-  #members(msg: { term?: number; workers: { id: string; addr: string }[] }): void {
-    this.#term = msg.term ?? this.#term;
+  #members(
+    msg: {
+      term?: number;
+      vip?: Vip | null;
+      slaves?: { id: string }[];
+      workers: { id: string; addr: string }[];
+    },
+  ): void {
+    this.#term = Math.max(this.#term, msg.term ?? 0);
+    if (msg.vip) this.#vip = msg.vip;
+    if (msg.slaves) this.#slaveIds = msg.slaves.map((s) => s.id);
     const want = new Map(msg.workers.map((w) => [w.id, w.addr]));
     for (const [id, w] of this.#workers) {
       if (want.get(id) !== w.addr) {
@@ -326,7 +513,11 @@ export class Slave {
   status(): Record<string, unknown> {
     return {
       id: this.id,
+      role: this.role,
       state: this.state,
+      vip: this.#vip,
+      electorate: this.#slaveIds,
+      ...(this.#master !== null ? { promoted: this.#master.status() } : {}),
       addr: this.#addr,
       term: this.#term,
       master: this.#opts.master ?? "127.0.0.1:5061",
@@ -340,7 +531,9 @@ export class Slave {
     if (this.#stopping) return;
     this.#stopping = true;
     this.#abort.abort();
+    this.#demoted?.();
     if (this.#listener !== null) closeQuietly(this.#listener);
+    if (this.#master !== null) await this.#master.stop(0);
     await this.balancer.close(graceMs);
     if (this.#masterConn !== null) closeQuietly(this.#masterConn);
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);

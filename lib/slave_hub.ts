@@ -21,7 +21,7 @@ import {
   PUSH_LOAD_INFO,
 } from "./messages.ts";
 import { slaveMachine, type SlaveState, type StateMachine } from "./tier_state.ts";
-import { encodeJson, T_MEMBERS, T_SUBSCRIBE, T_TABLE } from "./wire.ts";
+import { encodeJson, T_CLAIM, T_MEMBERS, T_SUBSCRIBE, T_TABLE } from "./wire.ts";
 import { FrameWriter } from "./writer.ts";
 
 /** Options for {@linkcode SlaveHub}. */
@@ -47,6 +47,17 @@ export interface SlaveHubOptions {
    * @default {() => 1}
    */
   term?: () => number;
+  /**
+   * The VIP (the master's addresses), sent to slaves for failover.
+   * @default {() => null}
+   */
+  vip?: () => unknown;
+  /**
+   * Called when a peer shows a term higher than ours (`T_CLAIM`, or a
+   * `term` field in `PUSH_LOAD_INFO`): the caller steps down.
+   * @default {undefined}
+   */
+  onHigherTerm?: (term: number, from: string) => void;
 }
 
 /** One slave connection. */
@@ -88,6 +99,8 @@ export class SlaveHub {
   #members: () => { id: string; addr: string }[];
   #self: () => NodeLoad;
   #term: () => number;
+  #vip: () => unknown;
+  #onHigherTerm: ((term: number, from: string) => void) | undefined;
   #slaves = new Set<SlaveEntry>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #lastHello = 0;
@@ -99,6 +112,8 @@ export class SlaveHub {
     this.#members = options.members;
     this.#self = options.self;
     this.#term = options.term ?? (() => 1);
+    this.#vip = options.vip ?? (() => null);
+    this.#onHigherTerm = options.onHigherTerm;
   }
 
   /** Starts the heartbeat and dead-after timer. */
@@ -132,8 +147,21 @@ export class SlaveHub {
           return;
         case HELLO_ACK:
           return;
-        case PUSH_LOAD_INFO:
-          return this.#push(entry, decodeLoadInfo(payload));
+        case PUSH_LOAD_INFO: {
+          const info = decodeLoadInfo(payload);
+          if (typeof info.term === "number" && info.term > this.#term()) {
+            this.#onHigherTerm?.(info.term, info.node);
+          }
+          return this.#push(entry, info);
+        }
+        case T_CLAIM: {
+          const claim = JSON.parse(fromUtf8(payload)) as { term?: unknown; id?: unknown };
+          if (typeof claim.term !== "number") throw new ProtocolError("T_CLAIM needs a term");
+          if (claim.term > this.#term()) this.#onHigherTerm?.(claim.term, String(claim.id));
+          entry.subscribed = true;
+          this.#sendMembers(entry);
+          return;
+        }
         case T_SUBSCRIBE:
           entry.subscribed = true;
           this.#sendMembers(entry);
@@ -166,9 +194,12 @@ export class SlaveHub {
         this.#down(other, `replaced by a new connection for ${info.addr}`);
       }
     }
+    const first = entry.load === null;
     entry.load = info;
     entry.lastLoad = Date.now();
     entry.sm.to("PUSH_LOAD_INFO");
+    // The slave list (who may be elected) changed: tell every slave.
+    if (first) this.broadcastMembers();
   }
 
   #down(entry: SlaveEntry, why: string): void {
@@ -178,6 +209,7 @@ export class SlaveHub {
       this.#log.info(`slave ${entry.load?.node ?? remote(entry.conn)} DOWN (${why})`);
     }
     closeQuietly(entry.conn);
+    if (entry.load !== null) this.broadcastMembers();
   }
 
   #tick(): void {
@@ -230,7 +262,12 @@ export class SlaveHub {
   }
 
   #sendMembers(s: SlaveEntry): void {
-    s.writer.writeRaw(encodeJson(T_MEMBERS, { term: this.#term(), workers: this.#members() }));
+    s.writer.writeRaw(encodeJson(T_MEMBERS, {
+      term: this.#term(),
+      vip: this.#vip(),
+      workers: this.#members(),
+      slaves: this.#fresh().map((f) => ({ id: f.load!.node, addr: f.load!.addr })),
+    }));
   }
 
   #sendTable(s: SlaveEntry): void {

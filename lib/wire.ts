@@ -89,3 +89,8 @@ export const T_SUBSCRIBE = 0x0400;
 export const T_MEMBERS = 0x0401;
 /** Master -> slave: `{nodes:[{node,addr,connections,inflight,rps}]}` load table. */
 export const T_TABLE = 0x0402;
+/**
+ * Promoted slave -> whoever holds the VIP: `{term, id}`. A master whose term
+ * is lower steps down and releases the VIP.
+ */
+export const T_CLAIM = 0x0403;

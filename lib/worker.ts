@@ -342,8 +342,8 @@ export class Worker {
       case W_WELCOME: {
         this.#registered = true;
         this.#log.info(`registered with master ${formatHostPort(master)}`);
-        this.#mesh.clear();
-        for (const p of msg.peers as { id: string; addr: string }[]) this.#mesh.add(p.id, p.addr);
+        // Keep the links that still stand: writes waiting on them stay honest.
+        this.#mesh.sync(msg.peers as { id: string; addr: string }[]);
         this.#ready = false;
         if (msg.exportFrom === null || msg.exportFrom === undefined) {
           this.#ready = true;
@@ -393,7 +393,14 @@ export class Worker {
         this.#advertised = formatHostPort({ hostname: host, port: bound.port });
         const writer = new FrameWriter(conn);
         this.#masterWriter = writer;
-        writer.writeRaw(encodeJson(W_REGISTER, { id: this.id, addr: this.#advertised }));
+        // `ready` and the digest let a new master (after a failover) skip the
+        // full export when this replica is already in sync.
+        writer.writeRaw(encodeJson(W_REGISTER, {
+          id: this.id,
+          addr: this.#advertised,
+          ready: this.#ready,
+          digest: this.store.digest,
+        }));
         backoff = 50;
         await this.#serve(conn, (t, p) => this.#control(t, p, writer, master), writer);
       } catch (err) {
