@@ -26,6 +26,11 @@ export const CLIENT_FLAGS: FlagTable = {
   connect: { type: "string", default: "127.0.0.1:5059", help: "LB node to talk to" },
   timeout: { type: "string", default: "10000", help: "per-command reply timeout in ms" },
   window: { type: "string", default: "1024", help: "commands in flight at most" },
+  reconnect: {
+    type: "string",
+    default: "5000",
+    help: "ms to keep reconnecting after the connection is lost (0 = give up at once)",
+  },
   discover: {
     type: "boolean",
     help: "ask --connect for the least loaded LB node (NODE) and use that one",
@@ -113,12 +118,13 @@ export async function clientCommand(argv: string[]): Promise<number> {
   }
   const timeout = intFlag(v, "timeout", 0);
   const window = intFlag(v, "window", 1);
+  const reconnect = intFlag(v, "reconnect", 0);
   const interactive = Deno.stdin.isTerminal();
   let client: Client;
   try {
     client = v.discover
-      ? await Client.discover(String(v.connect), { timeout })
-      : await Client.connect(String(v.connect), { timeout });
+      ? await Client.discover(String(v.connect), { timeout, reconnect })
+      : await Client.connect(String(v.connect), { timeout, reconnect });
   } catch (err) {
     console.error(`lbkit client: cannot connect to ${v.connect}: ${(err as Error).message}`);
     return 2;

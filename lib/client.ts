@@ -5,6 +5,7 @@
  * @module
  */
 
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseHostPort } from "./addr.ts";
 import { closeQuietly, isConnGone, noDelay } from "./conn.ts";
 import { ProtocolError } from "./errors.ts";
@@ -49,6 +50,15 @@ export interface ClientOptions {
    * @default {10000}
    */
   timeout?: number;
+  /**
+   * After the connection is lost, keep reconnecting to the same address
+   * (the VIP) with backoff for this many ms; 0 gives up at once. Requests
+   * that are safe to send again (`GET`, `PING`, `NODE`, and writes that
+   * never left this process) are resent on the new connection; a write that
+   * may have reached the LB fails with `ReplyError`, never silently twice.
+   * @default {0}
+   */
+  reconnect?: number;
 }
 
 /** A raw reply. `body` is a copy the caller owns. */
@@ -61,10 +71,20 @@ interface Waiting {
   resolve(r: ClientReply): void;
   reject(e: Error): void;
   deadline: number;
+  type: number;
+  key: Uint8Array;
+  value: Uint8Array;
+  /** Writer offset just past this request's frame; -1 while unsent. */
+  end: number;
 }
 
 type Bytes = string | Uint8Array;
 const asBytes = (b: Bytes): Uint8Array => typeof b === "string" ? utf8(b) : b;
+
+/** Safe to send twice: reads and probes. */
+function idempotent(type: number): boolean {
+  return type === GET || type === PING || type === NODE;
+}
 
 /**
  * A pipelining client.
@@ -78,31 +98,37 @@ const asBytes = (b: Bytes): Uint8Array => typeof b === "string" ? utf8(b) : b;
  * ```
  */
 export class Client {
-  #conn: Deno.Conn;
-  #writer: FrameWriter;
+  #addr: Deno.ConnectOptions;
+  #conn: Deno.Conn | null;
+  #writer: FrameWriter | null;
   #waiting = new Map<number, Waiting>();
   #nextId = 1;
   #timeout: number;
+  #reconnect: number;
   #closed = false;
   #lost: Error | null = null;
   #sweep: ReturnType<typeof setInterval> | undefined;
   #readLoop: Promise<void>;
+  #abort = new AbortController();
+  #reconnects = 0;
 
-  private constructor(conn: Deno.Conn, options: ClientOptions) {
+  private constructor(addr: Deno.ConnectOptions, conn: Deno.Conn, options: ClientOptions) {
+    this.#addr = addr;
     this.#conn = conn;
-    noDelay(conn);
-    this.#writer = new FrameWriter(conn, { onError: (e) => this.#fail(e) });
+    this.#writer = this.#newWriter(conn);
     this.#timeout = options.timeout ?? 10000;
+    this.#reconnect = options.reconnect ?? 0;
     if (this.#timeout > 0) {
       this.#sweep = setInterval(() => this.#expire(), Math.min(100, this.#timeout / 4));
     }
-    this.#readLoop = this.#read();
+    this.#readLoop = this.#run();
   }
 
   /** Connects to an LB node at `host:port`. */
   static async connect(addr: string, options: ClientOptions = {}): Promise<Client> {
-    const conn = await Deno.connect(parseHostPort(addr));
-    return new Client(conn, options);
+    const a = parseHostPort(addr);
+    const conn = await Deno.connect(a);
+    return new Client(a, conn, options);
   }
 
   /**
@@ -130,14 +156,19 @@ export class Client {
     return this.#waiting.size;
   }
 
-  /** True once the connection is closed or lost. */
+  /** True once the connection is closed or lost for good. */
   get closed(): boolean {
     return this.#closed;
   }
 
+  /** How many times the client reconnected. */
+  get reconnects(): number {
+    return this.#reconnects;
+  }
+
   /** Resolves when the write queue is under its high-water mark. */
   get ready(): Promise<void> {
-    return this.#writer.ready;
+    return this.#writer?.ready ?? Promise.resolve();
   }
 
   /**
@@ -156,19 +187,32 @@ export class Client {
     }
     const id = this.#nextId;
     this.#nextId = (this.#nextId + 1) >>> 0;
-    const view = this.#writer.reserve(type, len);
+    return new Promise((resolve, reject) => {
+      const w: Waiting = {
+        resolve,
+        reject,
+        deadline: this.#timeout > 0 ? Date.now() + this.#timeout : Infinity,
+        type,
+        key: k,
+        value: v,
+        end: -1,
+      };
+      this.#waiting.set(id, w);
+      // While reconnecting the request waits; it is sent on the new connection.
+      if (this.#writer !== null) this.#send(id, w);
+    });
+  }
+
+  #send(id: number, w: Waiting): void {
+    const writer = this.#writer!;
+    const k = w.key;
+    const view = writer.reserve(w.type, REQUEST_HEADER + k.length + w.value.length);
     writeU32(view, 0, id);
     view[4] = k.length >>> 8;
     view[5] = k.length & 0xff;
     view.set(k, REQUEST_HEADER);
-    view.set(v, REQUEST_HEADER + k.length);
-    return new Promise((resolve, reject) => {
-      this.#waiting.set(id, {
-        resolve,
-        reject,
-        deadline: this.#timeout > 0 ? Date.now() + this.#timeout : Infinity,
-      });
-    });
+    view.set(w.value, REQUEST_HEADER + k.length);
+    w.end = writer.queuedBytes;
   }
 
   /** `SET`: resolves on `OK`. */
@@ -197,8 +241,61 @@ export class Client {
     return fromUtf8(check(await this.request(NODE), NODE_ADDR).body);
   }
 
-  async #read(): Promise<void> {
-    const reader = new FrameReader(this.#conn);
+  #newWriter(conn: Deno.Conn): FrameWriter {
+    noDelay(conn);
+    return new FrameWriter(conn, { onError: () => closeQuietly(conn) });
+  }
+
+  /** Reads replies; on a lost connection, reconnects (if allowed) and resends. */
+  async #run(): Promise<void> {
+    for (;;) {
+      const err = await this.#readSession(this.#conn!);
+      if (this.#closed) return;
+      const sent = this.#writer!.writtenBytes;
+      this.#conn = null;
+      this.#writer = null;
+      if (this.#reconnect <= 0) return this.#fail(err);
+      // Triage: resend only what is safe; a write that may have been applied
+      // is reported, never sent twice.
+      for (const [id, w] of [...this.#waiting]) {
+        if (idempotent(w.type) || w.end === -1 || w.end > sent) {
+          w.end = -1;
+          continue;
+        }
+        this.#waiting.delete(id);
+        w.reject(
+          new ReplyError("connection lost before the reply; the write may have been applied"),
+        );
+      }
+      const conn = await this.#redial();
+      if (conn === null) return this.#fail(err);
+      this.#reconnects++;
+      this.#conn = conn;
+      this.#writer = this.#newWriter(conn);
+      for (const [id, w] of this.#waiting) if (w.end === -1) this.#send(id, w);
+    }
+  }
+
+  /** Dials the same address with backoff within the reconnect budget. */
+  async #redial(): Promise<Deno.Conn | null> {
+    const until = Date.now() + this.#reconnect;
+    let backoff = 10;
+    while (!this.#closed && Date.now() < until) {
+      try {
+        return await Deno.connect(this.#addr);
+      } catch {
+        // not there yet: the VIP is moving
+      }
+      const wait = Math.min(backoff, Math.max(0, until - Date.now()));
+      await sleep(wait, undefined, { signal: this.#abort.signal }).catch(() => {});
+      backoff = Math.min(backoff * 2, 500);
+    }
+    return null;
+  }
+
+  /** One connection's replies; resolves with why it ended. */
+  async #readSession(conn: Deno.Conn): Promise<Error> {
+    const reader = new FrameReader(conn);
     const onFrame = (type: number, payload: Uint8Array) => {
       if (type === ERROR) throw new ConnectionLostError(`server: ${fromUtf8(payload)}`);
       if (!isReplyType(type) || payload.length < 4) {
@@ -212,11 +309,11 @@ export class Client {
     };
     try {
       while (await reader.read(onFrame));
-      this.#fail(new ConnectionLostError("connection closed by the server"));
+      return new ConnectionLostError("connection closed by the server");
     } catch (err) {
-      this.#fail(
-        err instanceof Error && !isConnGone(err) ? err : new ConnectionLostError(String(err)),
-      );
+      return err instanceof Error && !isConnGone(err) ? err : new ConnectionLostError(String(err));
+    } finally {
+      closeQuietly(conn);
     }
   }
 
@@ -225,6 +322,7 @@ export class Client {
       this.#lost = err instanceof Error ? err : new ConnectionLostError(String(err));
     }
     this.#closed = true;
+    this.#abort.abort();
     clearInterval(this.#sweep);
     const waiting = [...this.#waiting.values()];
     this.#waiting.clear();
@@ -235,7 +333,7 @@ export class Client {
           : new ConnectionLostError(this.#lost.message),
       );
     }
-    closeQuietly(this.#conn);
+    if (this.#conn !== null) closeQuietly(this.#conn);
   }
 
   #expire(): void {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseHostPort } from "./addr.ts";
 import { closeQuietly, isConnGone, noDelay } from "./conn.ts";
 import { ProtocolError } from "./errors.ts";
@@ -67,6 +68,8 @@ export class Mesh {
   #tasks = new Set<Promise<void>>();
   /** Links that also get every write applied here from other peers. */
   #forwardTo = new Set<PeerLink>();
+  /** Aborted by {@linkcode close}: ends the exports' grace periods. */
+  #closing = new AbortController();
 
   constructor(selfId: string, options: MeshOptions) {
     this.#selfId = selfId;
@@ -150,7 +153,7 @@ export class Mesh {
 
   /** Forwards a write applied from another peer to links under export. */
   forward(e: Entry): void {
-    for (const link of this.#forwardTo) send(link, e, 0);
+    if (e.ver < 0) { for (const link of this.#forwardTo) send(link, e, 0); }
   }
 
   async #run(link: PeerLink, exportFrom?: () => Iterable<Entry>): Promise<void> {
@@ -220,7 +223,11 @@ export class Mesh {
     writer.writeRaw(encodeJson(P_EXPORT_DONE, { count: n }));
     this.#log.info(`exported ${n} entries to ${link.id} in ${Date.now() - started} ms`);
     // Writes that crossed the export are still arriving from slower peers.
-    await new Promise((r) => setTimeout(r, 2 * this.#timeout));
+    try {
+      await sleep(2 * this.#timeout, undefined, { signal: this.#closing.signal });
+    } catch {
+      // closing: stop() need not wait for the grace period
+    }
     this.#forwardTo.delete(link);
   }
 
@@ -256,6 +263,7 @@ export class Mesh {
   /** Closes every link and waits for their tasks. */
   async close(): Promise<void> {
     clearInterval(this.#sweep);
+    this.#closing.abort();
     this.clear();
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
   }

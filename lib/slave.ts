@@ -271,7 +271,8 @@ export class Slave {
     while (!this.#stopping && Date.now() < until) {
       // Someone of a lower rank may already serve the VIP: join it.
       const heard = await this.#attempt({ hostname: vip.host, port: vip.slavePort }, () => {});
-      if (heard) return false;
+      // We served under a new master, and lost it too: elect again.
+      if (heard && !this.#stopping) return await this.#elect();
       await sleep(Math.min(50, deadAfter), undefined, { signal: this.#abort.signal }).catch(
         () => {},
       );

@@ -55,6 +55,8 @@ export class FrameWriter {
   #drainWaiters: Array<() => void> = [];
   #flushWaiters: Array<() => void> = [];
   #flush = () => this.#run();
+  #queuedTotal = 0;
+  #writtenTotal = 0;
 
   constructor(dst: Writable, options: FrameWriterOptions = {}) {
     this.#dst = dst;
@@ -65,6 +67,19 @@ export class FrameWriter {
   /** Bytes queued and not yet written. */
   get buffered(): number {
     return this.#len + this.#inflight;
+  }
+
+  /** Bytes queued since the writer was made (monotonic). */
+  get queuedBytes(): number {
+    return this.#queuedTotal;
+  }
+
+  /**
+   * Bytes handed to the socket since the writer was made (monotonic). A frame
+   * whose end is past this never left the process.
+   */
+  get writtenBytes(): number {
+    return this.#writtenTotal;
   }
 
   /** True once a write has failed; queued frames are then dropped. */
@@ -95,6 +110,7 @@ export class FrameWriter {
     const start = this.#grow(size);
     writeHeader(this.#cur, start, type, payloadLen);
     this.#len += size;
+    this.#queuedTotal += size;
     this.#schedule();
     return this.#cur.subarray(start + HEADER_SIZE, start + size);
   }
@@ -111,6 +127,7 @@ export class FrameWriter {
     const start = this.#grow(bytes.length);
     this.#cur.set(bytes, start);
     this.#len += bytes.length;
+    this.#queuedTotal += bytes.length;
     this.#schedule();
   }
 
@@ -155,7 +172,9 @@ export class FrameWriter {
         this.#inflight = n;
         let off = 0;
         while (off < n) {
-          off += await this.#dst.write(batch.subarray(off, n));
+          const w = await this.#dst.write(batch.subarray(off, n));
+          off += w;
+          this.#writtenTotal += w;
           this.#inflight = n - off;
         }
         // Reuse the written buffer unless it grew large during a burst.

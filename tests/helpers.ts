@@ -88,7 +88,7 @@ export async function spawnRole(role: Role, flags: string[], ms = 15000): Promis
     args: roleCommand(role, MAIN, flags),
     stdin: "null",
     stdout: "piped",
-    stderr: "null",
+    stderr: Deno.env.get("LBKIT_TEST_STDERR") ? "inherit" : "null",
   }).spawn();
   let exited = false;
   const status = child.status.then((s) => {
