@@ -44,7 +44,7 @@ export interface BalancerOptions {
   timeout?: number;
   /**
    * Requests one client connection may have unanswered before its reads stop.
-   * @default {4096}
+   * @default {1024}
    */
   maxInflightPerClient?: number;
   /**
@@ -166,7 +166,7 @@ export class Balancer {
     this.#requests = new BlockingQueue(size);
     this.#responses = new BlockingQueue(size);
     this.#timeout = options.timeout ?? 5000;
-    this.#maxInflight = options.maxInflightPerClient ?? 4096;
+    this.#maxInflight = options.maxInflightPerClient ?? 1024;
     this.#nodeAddr = options.nodeAddr;
     this.#log = options.logger ?? silentLogger;
     this.#writerOptions = options.writer ?? {};
@@ -230,9 +230,12 @@ export class Balancer {
     this.#clients.add(client);
     const reader = new FrameReader(conn, { accept: isRequestType });
     const overflow: Pending[] = [];
-    const onFrame = (type: number, payload: Uint8Array) => {
+    // Pauses the decoding (rest stays buffered) as soon as this client must
+    // wait, so one read cannot pour thousands of requests into the queue.
+    const onFrame = (type: number, payload: Uint8Array): boolean => {
       const p = this.#accept(client, type, payload);
       if (p !== undefined && !this.#requests.tryPut(p)) overflow.push(p);
+      return overflow.length === 0 && client.inflight < this.#maxInflight && !client.writer.full;
     };
     try {
       while (!this.#closing && await reader.read(onFrame)) {
@@ -240,9 +243,11 @@ export class Balancer {
         // or too many requests in flight stop the reads from this connection.
         for (const p of overflow) await this.#requests.put(p);
         overflow.length = 0;
-        if (client.writer.full) await client.writer.ready;
-        while (client.inflight >= this.#maxInflight && !client.closed) {
-          await new Promise<void>((r) => client.wake = r);
+        while (!client.closed && !client.writer.failed) {
+          if (client.writer.full) await client.writer.ready;
+          else if (client.inflight >= this.#maxInflight) {
+            await new Promise<void>((r) => client.wake = r);
+          } else break;
         }
       }
     } catch (err) {

@@ -20,8 +20,12 @@ export const MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD;
 /** Highest first byte of an lbkit frame type (ranges 0x00..0x04). */
 export const MAX_TYPE_HIGH_BYTE = 0x04;
 
-/** Called once per whole frame; `payload` is only valid during the call. */
-export type FrameHandler = (type: number, payload: Uint8Array) => void;
+/**
+ * Called once per whole frame; `payload` is only valid during the call.
+ * Returning `false` pauses: parsing stops after this frame and the rest
+ * stays buffered (backpressure inside one read).
+ */
+export type FrameHandler = (type: number, payload: Uint8Array) => unknown;
 
 /**
  * Encodes one frame into a single new allocation.
@@ -82,8 +86,9 @@ export function parseFrames(
     const len = (buf[pos + 2] << 8) | buf[pos + 3];
     const frameEnd = pos + HEADER_SIZE + len;
     if (frameEnd > end) break;
-    onFrame(type, buf.subarray(pos + HEADER_SIZE, frameEnd));
+    const go = onFrame(type, buf.subarray(pos + HEADER_SIZE, frameEnd));
     pos = frameEnd;
+    if (go === false) break;
   }
   return pos;
 }
@@ -172,6 +177,7 @@ export class FrameReader {
   #buf: Uint8Array;
   #start = 0;
   #end = 0;
+  #paused = false;
   #accept: ((type: number) => boolean) | undefined;
 
   constructor(src: Readable, options: FrameDecoderOptions & { bufferSize?: number } = {}) {
@@ -188,9 +194,16 @@ export class FrameReader {
   /**
    * Reads once and delivers the frames completed. Resolves `false` at EOF.
    * Payloads passed to `onFrame` are overwritten by the next `read()`.
+   * After a handler paused, the next call delivers the buffered frames
+   * before reading again.
    */
   async read(onFrame: FrameHandler): Promise<boolean> {
     const buf = this.#buf;
+    if (this.#paused) {
+      this.#paused = false;
+      this.#parse(onFrame);
+      return true;
+    }
     if (buf.length - this.#end < MAX_FRAME) {
       // Keep only the leftover of a split frame: move it to the front.
       buf.copyWithin(0, this.#start, this.#end);
@@ -200,8 +213,19 @@ export class FrameReader {
     const n = await this.#src.read(buf.subarray(this.#end));
     if (n === null) return false;
     this.#end += n;
-    this.#start = parseFrames(buf, this.#start, this.#end, onFrame, this.#accept);
-    if (this.#start === this.#end) this.#start = this.#end = 0;
+    this.#parse(onFrame);
     return true;
+  }
+
+  #parse(onFrame: FrameHandler): void {
+    const buf = this.#buf;
+    this.#start = parseFrames(buf, this.#start, this.#end, onFrame, this.#accept);
+    const left = this.#end - this.#start;
+    if (left === 0) this.#start = this.#end = 0;
+    else if (left >= HEADER_SIZE) {
+      const len = (buf[this.#start + 2] << 8) | buf[this.#start + 3];
+      // A whole frame is still buffered: the handler paused.
+      this.#paused = HEADER_SIZE + len <= left;
+    }
   }
 }
