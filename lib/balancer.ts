@@ -62,6 +62,13 @@ export interface BalancerOptions {
    * @default {{}}
    */
   writer?: FrameWriterOptions;
+  /**
+   * A round-robin counter shared by several balancers (receiver threads over
+   * one `SharedArrayBuffer`): each pick takes the next value, so the rotation
+   * stays global. Members are then ordered by id, the same in every thread.
+   * @default {undefined} the balancer's own `Ring`
+   */
+  rotation?: Int32Array;
 }
 
 /** One client connection. */
@@ -141,6 +148,9 @@ export class Balancer {
   #requests: BlockingQueue<Pending>;
   #responses: BlockingQueue<Pending>;
   #ring = new Ring<WorkerLink>();
+  #rotation: Int32Array | undefined;
+  /** With a shared rotation: the ring's members sorted by id. */
+  #byId: WorkerLink[] = [];
   #links = new Set<WorkerLink>();
   #pending = new Map<number, Pending>();
   #clients = new Set<ClientConn>();
@@ -170,6 +180,7 @@ export class Balancer {
     this.#nodeAddr = options.nodeAddr;
     this.#log = options.logger ?? silentLogger;
     this.#writerOptions = options.writer ?? {};
+    this.#rotation = options.rotation;
     this.#loops.push(this.#dispatchRequests(), this.#dispatchResponses());
     this.#sweep = setInterval(() => this.#expire(), Math.max(5, Math.min(100, this.#timeout / 10)));
   }
@@ -363,6 +374,19 @@ export class Balancer {
     }
   }
 
+  /** The next worker: the local ring, or the shared rotation over ids. */
+  #next(): WorkerLink | undefined {
+    if (this.#rotation === undefined) return this.#ring.next();
+    const n = this.#byId.length;
+    if (n === 0) return undefined;
+    return this.#byId[(Atomics.add(this.#rotation, 0, 1) >>> 0) % n];
+  }
+
+  #reindex(): void {
+    if (this.#rotation === undefined) return;
+    this.#byId = [...this.#ring].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  }
+
   /** Sends a request to the next worker in the ring, or fails it. */
   #dispatch(p: Pending): void {
     if (p.client.closed) return;
@@ -371,7 +395,7 @@ export class Balancer {
       this.#fail(p, "timeout");
       return;
     }
-    const w = this.#ring.next();
+    const w = this.#next();
     if (w === undefined) {
       this.#fail(p, p.attempts > 0 ? "every worker failed" : "no workers");
       return;
@@ -440,7 +464,10 @@ export class Balancer {
   /** Puts an attached worker in the ring. */
   enable(link: WorkerLink): void {
     if (link.closed || !this.#links.has(link)) return;
-    if (this.#ring.add(link)) this.#log.info(`worker ${link.id} in the ring (${this.#ring.size})`);
+    if (this.#ring.add(link)) {
+      this.#reindex();
+      this.#log.info(`worker ${link.id} in the ring (${this.#ring.size})`);
+    }
   }
 
   /** The attached worker links. */
@@ -454,6 +481,7 @@ export class Balancer {
     link.closed = true;
     this.#links.delete(link);
     const wasInRing = this.#ring.remove(link);
+    if (wasInRing) this.#reindex();
     try {
       link.conn.close();
     } catch {

@@ -8,7 +8,8 @@
 
 import { setTimeout as sleep } from "node:timers/promises";
 import { formatHostPort, type HostPort, listenerAddr, parseHostPort } from "./addr.ts";
-import { Balancer, WorkerLink } from "./balancer.ts";
+import { Balancer } from "./balancer.ts";
+import { WorkerLinks } from "./worker_links.ts";
 import { closeQuietly, isConnGone, noDelay, sendErrorAndClose } from "./conn.ts";
 import { ProtocolError } from "./errors.ts";
 import { encodeFrame, FrameReader } from "./frame.ts";
@@ -16,7 +17,7 @@ import { leastLoaded, type NodeLoad } from "./least_loaded.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { ERROR, fromUtf8, HELLO, HELLO_ACK, PUSH_LOAD_INFO, utf8 } from "./messages.ts";
 import { slaveMachine, type SlaveState, type StateMachine } from "./tier_state.ts";
-import { encodeJson, T_CLAIM, T_MEMBERS, T_SUBSCRIBE, T_TABLE, W_LB_HELLO } from "./wire.ts";
+import { encodeJson, T_CLAIM, T_MEMBERS, T_SUBSCRIBE, T_TABLE } from "./wire.ts";
 import { Master, type Vip } from "./master.ts";
 import { FrameWriter } from "./writer.ts";
 
@@ -88,7 +89,7 @@ export class Slave {
   #tasks = new Set<Promise<void>>();
   #masterConn: Deno.Conn | null = null;
   /** Worker id -> our link to it. */
-  #workers = new Map<string, { addr: string; link: WorkerLink | null }>();
+  #workers: WorkerLinks;
   #table: NodeLoad[] = [];
   #term = 0;
   /** The VIP, as the master last told us; needed to take it over. */
@@ -113,6 +114,7 @@ export class Slave {
       logger: this.#log,
       nodeAddr: (local) => this.#leastLoaded(local),
     });
+    this.#workers = new WorkerLinks(this.balancer, this.id, this.#log);
   }
 
   /** `"master"` once promoted (holding the VIP), else `"slave"`. */
@@ -370,10 +372,7 @@ export class Slave {
 
   /** A worker registered and ready at our master: its slave-era link goes. */
   #dropOwnLink(id: string): void {
-    const w = this.#workers.get(id);
-    if (w === undefined) return;
-    this.#workers.delete(id);
-    if (w.link !== null) this.balancer.detachWorker(w.link);
+    this.#workers.drop(id);
   }
 
   #deadAfter(): number {
@@ -459,55 +458,7 @@ export class Slave {
     this.#term = Math.max(this.#term, msg.term ?? 0);
     if (msg.vip) this.#vip = msg.vip;
     if (msg.slaves) this.#slaveIds = msg.slaves.map((s) => s.id);
-    const want = new Map(msg.workers.map((w) => [w.id, w.addr]));
-    for (const [id, w] of this.#workers) {
-      if (want.get(id) !== w.addr) {
-        this.#workers.delete(id);
-        if (w.link !== null) this.balancer.detachWorker(w.link);
-      }
-    }
-    for (const [id, addr] of want) {
-      if (this.#workers.has(id)) continue;
-      this.#workers.set(id, { addr, link: null });
-      this.#track(this.#workerLoop(id, addr));
-    }
-  }
-
-  /** Keeps a link to one worker while it is a member. */
-  async #workerLoop(id: string, addr: string): Promise<void> {
-    const signal = this.#abort.signal;
-    let backoff = 50;
-    while (!this.#stopping && this.#workers.get(id)?.addr === addr) {
-      try {
-        const conn = await Deno.connect(parseHostPort(addr));
-        noDelay(conn);
-        const entry = this.#workers.get(id);
-        if (this.#stopping || entry?.addr !== addr) {
-          closeQuietly(conn);
-          return;
-        }
-        const writer = new FrameWriter(conn);
-        writer.writeRaw(encodeJson(W_LB_HELLO, { node: this.id }));
-        const link = new WorkerLink(id, addr, conn, writer);
-        entry.link = link;
-        backoff = 50;
-        const done = this.balancer.attachWorker(link, new FrameReader(conn), (type) => {
-          throw new ProtocolError(`unexpected worker frame 0x${type.toString(16)}`);
-        });
-        this.balancer.enable(link);
-        this.#log.info(`connected to worker ${id} at ${addr}`);
-        await done;
-        entry.link = null;
-      } catch (err) {
-        this.#log.debug(`worker ${id} at ${addr}: ${(err as Error).message}`);
-      }
-      try {
-        await sleep(backoff, undefined, { signal });
-      } catch {
-        return;
-      }
-      backoff = Math.min(backoff * 2, 1000);
-    }
+    this.#workers.sync(msg.workers);
   }
 
   /** Everything `status` shows. */
@@ -535,6 +486,7 @@ export class Slave {
     this.#demoted?.();
     if (this.#listener !== null) closeQuietly(this.#listener);
     if (this.#master !== null) await this.#master.stop(0);
+    await this.#workers.close();
     await this.balancer.close(graceMs);
     if (this.#masterConn !== null) closeQuietly(this.#masterConn);
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
