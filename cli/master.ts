@@ -38,6 +38,11 @@ export const MASTER_FLAGS: FlagTable = {
     help: "ms without a frame before a slave is DOWN (default: 3 x heartbeat)",
   },
   term: { type: "string", default: "1", help: "cluster term to start with" },
+  threads: {
+    type: "string",
+    default: "1",
+    help: "receiver threads on the client port (Web Workers with reusePort; see README)",
+  },
   "log-level": LOG_LEVEL_FLAG,
 };
 
@@ -70,6 +75,8 @@ export async function masterCommand(argv: string[]): Promise<void> {
     heartbeat,
     deadAfter,
     term: intFlag(v, "term", 1),
+    threads: intFlag(v, "threads", 1, 64),
+    threadLogLevel: logLevelFlag(v),
     logger,
     onStepDown: (term) => {
       // A higher term holds the cluster: rejoin it as a slave on a free port.

@@ -10,6 +10,7 @@ import { Balancer, type BalancerStats, WorkerLink } from "./balancer.ts";
 import { closeQuietly, noDelay, remote } from "./conn.ts";
 import type { NodeLoad } from "./least_loaded.ts";
 import { SlaveHub, type SlaveRow } from "./slave_hub.ts";
+import { ReceiverPool, type ThreadStats } from "./receivers.ts";
 import { masterMachine, type MasterState, type StateMachine } from "./tier_state.ts";
 import { ProtocolError } from "./errors.ts";
 import { FrameReader } from "./frame.ts";
@@ -94,6 +95,17 @@ export interface MasterOptions {
    */
   onWorkerReady?: (id: string) => void;
   /**
+   * Receiver threads for the client port: the main thread and `threads - 1`
+   * Web Workers, each with its own listener on the port (`reusePort`).
+   * @default {1}
+   */
+  threads?: number;
+  /**
+   * Log level inside receiver threads.
+   * @default {"warn"}
+   */
+  threadLogLevel?: string;
+  /**
    * Where to log.
    * @default {silentLogger}
    */
@@ -143,16 +155,28 @@ export class Master {
   #term: number;
   #ownsBalancer: boolean;
   #vip: Vip | null = null;
+  #rotation: SharedArrayBuffer | null;
+  #pool: ReceiverPool | null = null;
+  #tableTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: MasterOptions = {}) {
     this.#opts = options;
     this.#log = options.logger ?? silentLogger;
     this.#term = options.term ?? 1;
     this.#ownsBalancer = options.balancer === undefined;
+    const threads = options.threads ?? 1;
+    if (!Number.isInteger(threads) || threads < 1) {
+      throw new RangeError(`threads must be an integer >= 1, got ${threads}`);
+    }
+    if (threads > 1 && !this.#ownsBalancer) {
+      throw new TypeError("receiver threads need the master's own balancer");
+    }
+    this.#rotation = threads > 1 ? new SharedArrayBuffer(4) : null;
     this.balancer = options.balancer ?? new Balancer({
       queueSize: options.queueSize,
       timeout: options.timeout,
       logger: this.#log,
+      rotation: this.#rotation === null ? undefined : new Int32Array(this.#rotation),
     });
     this.slaves = new SlaveHub({
       heartbeat: options.heartbeat,
@@ -207,10 +231,11 @@ export class Master {
     const addr = local === null
       ? this.#dialable(this.addrs.clients, { hostname: "127.0.0.1", port: 0, transport: "tcp" })
       : this.#dialable(this.addrs.clients, local);
+    const t = this.#pool?.totals();
     return {
       addr,
-      connections: this.balancer.clientCount,
-      inflight: this.balancer.inflight,
+      connections: this.balancer.clientCount + (t?.clients ?? 0),
+      inflight: this.balancer.inflight + (t?.inflight ?? 0),
     };
   }
 
@@ -228,15 +253,18 @@ export class Master {
   }
 
   /** Binds the client, worker and slave listeners and starts serving. */
-  start(): Promise<void> {
+  async start(): Promise<void> {
     const hostname = this.#opts.hostname ?? "0.0.0.0";
-    const bind = (port: number) => {
-      const l = Deno.listen({ hostname, port });
+    const threads = this.#opts.threads ?? 1;
+    const bind = (port: number, reusePort = false) => {
+      const l = reusePort
+        ? Deno.listen({ hostname, port, reusePort } as Deno.TcpListenOptions)
+        : Deno.listen({ hostname, port });
       this.#listeners.push(l);
       return l;
     };
     try {
-      const clients = bind(this.#opts.port ?? 5059);
+      const clients = bind(this.#opts.port ?? 5059, threads > 1);
       const workers = bind(this.#opts.workerPort ?? 5060);
       const slaves = bind(this.#opts.slavePort ?? 5061);
       this.#addrs = {
@@ -254,10 +282,26 @@ export class Master {
       this.#track(this.#accept(clients, (c) => this.balancer.serveClient(c)));
       this.#track(this.#accept(workers, (c) => this.#serveWorker(c)));
       this.#track(this.#accept(slaves, (c) => this.slaves.serve(c)));
+      if (threads > 1) {
+        this.#pool = new ReceiverPool(threads - 1, {
+          node: "master",
+          hostname,
+          port: this.#vip.port,
+          rotation: this.#rotation!,
+          queueSize: this.#opts.queueSize,
+          timeout: this.#opts.timeout,
+          logLevel: this.#opts.threadLogLevel,
+          logger: this.#log,
+        });
+        await this.#pool.start();
+        this.#tableTimer = setInterval(() => {
+          this.#pool?.table(this.slaves.rows(), this.#selfLoad(null));
+        }, 250);
+      }
     } catch (err) {
       for (const l of this.#listeners) closeQuietly(l);
       this.#listeners = [];
-      return Promise.reject(err);
+      throw err;
     }
     // Workers report their digest and key count; ask every second.
     this.#statusTimer = setInterval(() => {
@@ -265,7 +309,6 @@ export class Master {
     }, 1000);
     this.slaves.start();
     this.#state.to("UP_LISTENING");
-    return Promise.resolve();
   }
 
   #track(task: Promise<void>): void {
@@ -386,6 +429,7 @@ export class Master {
     info.exportFrom = null;
     this.balancer.enable(info.link);
     this.slaves.broadcastMembers();
+    this.#pool?.members(this.members());
     this.#opts.onWorkerReady?.(info.link.id);
   }
 
@@ -394,7 +438,10 @@ export class Master {
     if (this.#stopping) return;
     this.#log.info(`worker ${info.link.id} left`);
     this.#announceDown(info);
-    if (info.ready) this.slaves.broadcastMembers();
+    if (info.ready) {
+      this.slaves.broadcastMembers();
+      this.#pool?.members(this.members());
+    }
   }
 
   /** Tells the others a worker left; re-sources exports it was giving. */
@@ -423,6 +470,7 @@ export class Master {
     addrs: MasterAddrs;
     slaves: SlaveRow[];
     balancer: BalancerStats;
+    receivers: { threads: number; threadTotals: ThreadStats } | null;
     workers: Record<string, unknown>[];
     replicasAgree: boolean | null;
   } {
@@ -439,6 +487,9 @@ export class Master {
       addrs: this.addrs,
       slaves: this.slaves.table(),
       balancer: this.balancer.stats(),
+      receivers: this.#pool === null
+        ? null
+        : { threads: 1 + this.#pool.perThread().length, threadTotals: this.#pool.totals() },
       workers,
       replicasAgree: digests.size === 0 ? null : digests.size === 1,
     };
@@ -452,9 +503,11 @@ export class Master {
     if (this.#stopping) return;
     this.#stopping = true;
     clearInterval(this.#statusTimer);
+    clearInterval(this.#tableTimer);
     if (this.#state.state === "UP_LISTENING") this.#state.to("DOWN");
     for (const l of this.#listeners) closeQuietly(l);
     this.slaves.close();
+    if (this.#pool !== null) await this.#pool.stop(graceMs);
     if (this.#ownsBalancer) await this.balancer.close(graceMs);
     else for (const w of this.#workers.values()) this.balancer.detachWorker(w.link);
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);

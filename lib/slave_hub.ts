@@ -235,6 +235,15 @@ export class SlaveHub {
     );
   }
 
+  /** The fresh slaves' load rows. */
+  rows(): NodeLoad[] {
+    return this.#fresh().map((f) => ({
+      addr: f.load!.addr,
+      connections: f.load!.connections,
+      inflight: f.load!.inflight,
+    }));
+  }
+
   /** PROTOCOL.md least loaded among this master (`self`) and fresh slaves. */
   leastLoaded(self: NodeLoad): string {
     const rows: NodeLoad[] = [self];
