@@ -66,7 +66,14 @@ export function parseFlags(
 export function helpText(role: string, summary: string, table: FlagTable): string {
   const rows = Object.entries(table).map(([name, s]) => {
     const flag = `--${name}${s.type === "string" ? " VALUE" : ""}`;
-    const def = s.default !== undefined ? ` (default: ${s.default})` : "";
+    // Every flag shows its default; a help line may spell it out itself.
+    const def = s.default !== undefined
+      ? ` (default: ${s.default})`
+      : /\(default: /.test(s.help)
+      ? ""
+      : s.type === "boolean"
+      ? " (default: off)"
+      : " (default: none)";
     return `  ${flag.padEnd(24)} ${s.help}${def}`;
   });
   rows.push(`  ${"--help, -h".padEnd(24)} show this help`);

@@ -41,6 +41,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const v = parseFlags("demo", DEMO_FLAGS, argv);
   if (v.help) return void console.log(DEMO_HELP);
   const level = logLevelFlag(v);
+  const n = intFlag(v, "workers", 1, 64); // every flag checked before anything binds
   const master = new Master({
     hostname: "127.0.0.1",
     port: portFlag(v, "port"),
@@ -50,7 +51,6 @@ export async function demoCommand(argv: string[]): Promise<void> {
   });
   await master.start();
   const workers: Worker[] = [];
-  const n = intFlag(v, "workers", 1, 64);
   for (let i = 0; i < n; i++) {
     const w = new Worker({
       master: master.addrs.workers,

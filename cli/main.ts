@@ -9,8 +9,10 @@ import { MASTER_HELP, masterCommand } from "./master.ts";
 import { WORKER_HELP, workerCommand } from "./worker.ts";
 import { CLIENT_HELP, clientCommand } from "./client.ts";
 import { DEMO_HELP, demoCommand } from "./demo.ts";
+import { BENCH_HELP, benchCommand } from "./bench.ts";
 import { SLAVE_HELP, slaveCommand } from "./slave.ts";
 import { VERSION } from "../lib/version.ts";
+import { dropPermissions, isRole } from "./permissions.ts";
 
 const USAGE = `lbkit ${VERSION}: a load-balanced, replicated key-value cluster
 
@@ -22,9 +24,12 @@ Roles:
   worker    an in-memory key-value store
   client    pipe commands on stdin (set k v, get k, del k, ping, node)
   demo      a master and two workers in one process, default ports
+  bench     load generator and latency histogram; --suite compares setups
 
   lbkit help ROLE | lbkit ROLE --help   flags of a role
   lbkit --version                       print the version
+
+Environment: none (every setting is a flag).
 `;
 
 const HELP: Record<string, string> = {
@@ -33,6 +38,7 @@ const HELP: Record<string, string> = {
   client: CLIENT_HELP,
   demo: DEMO_HELP,
   slave: SLAVE_HELP,
+  bench: BENCH_HELP,
 };
 
 /** Runs the CLI; resolves with the exit status. */
@@ -54,6 +60,8 @@ export async function main(argv: string[]): Promise<number> {
       case "demo":
         await demoCommand(rest);
         return 0;
+      case "bench":
+        return await benchCommand(rest);
       case "help":
       case "--help":
       case "-h":
@@ -63,8 +71,12 @@ export async function main(argv: string[]): Promise<number> {
           console.error(`lbkit: no help for '${topic}'\n\n${USAGE}`);
           return EXIT_USAGE;
         }
+        if (role === undefined) {
+          console.error(USAGE); // no role: a usage error
+          return EXIT_USAGE;
+        }
         console.log(topic !== undefined ? HELP[topic] : USAGE);
-        return role === undefined ? EXIT_USAGE : 0;
+        return 0;
       }
       case "--version":
       case "-V":
@@ -92,4 +104,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  // A compiled binary holds every role's permissions; keep only this role's.
+  if (isRole(Deno.args[0])) dropPermissions(Deno.args[0], Deno.args.slice(1));
+  Deno.exit(await main(Deno.args));
+}

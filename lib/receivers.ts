@@ -126,7 +126,12 @@ export class ReceiverPool {
           };
           worker.onerror = (e) => {
             e.preventDefault();
-            reject(new Error(`receiver thread ${i + 1}: ${e.message}`));
+            const hint = /read access/.test(e.message)
+              ? ` (from a checkout, receiver threads need --allow-read=${
+                new URL(".", import.meta.url).pathname
+              })`
+              : "";
+            reject(new Error(`receiver thread ${i + 1}: ${e.message}${hint}`));
           };
         }),
       );
