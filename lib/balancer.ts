@@ -29,6 +29,7 @@ import { isWorkerReply, WORKER_OFFSET } from "./wire.ts";
 import { FrameWriter, type FrameWriterOptions } from "./writer.ts";
 import { flushWithin, isConnGone, remote, sendErrorAndClose } from "./conn.ts";
 import { RateMeter } from "./rate.ts";
+import { Slab } from "./slab.ts";
 
 /** Options for {@linkcode Balancer}. */
 export interface BalancerOptions {
@@ -169,6 +170,12 @@ export class Balancer {
   #timeouts = 0;
   #retries = 0;
   #rate = new RateMeter();
+  /** Replies not yet counted into the rate meter (flushed by the sweep). */
+  #unrated = 0;
+  /** A clock refreshed by the sweep timer: deadlines need no finer grain. */
+  #clock = Date.now();
+  /** Request frames are carved from here, not allocated one by one. */
+  #slab = new Slab();
   #idle: (() => void) | null = null;
 
   constructor(options: BalancerOptions = {}) {
@@ -209,6 +216,7 @@ export class Balancer {
 
   /** Requests answered per second, recent. */
   get rps(): number {
+    this.#flushRate();
     return this.#rate.rate();
   }
 
@@ -302,7 +310,7 @@ export class Balancer {
     this.#nextId = (this.#nextId + 1) >>> 0 || 1;
     // One allocation: the worker frame, built now because `payload` lives
     // only until the next read.
-    const frame = new Uint8Array(4 + payload.length);
+    const frame = this.#slab.alloc(4 + payload.length);
     const wtype = type + WORKER_OFFSET;
     frame[0] = wtype >>> 8;
     frame[1] = wtype & 0xff;
@@ -315,7 +323,7 @@ export class Balancer {
       client,
       clientId,
       frame,
-      deadline: Date.now() + this.#timeout,
+      deadline: this.#clock + this.#timeout,
       attempts: 0,
       worker: null,
       replyType: 0,
@@ -345,7 +353,7 @@ export class Balancer {
     if (len > 0) view.set(body!, 4);
     if (type === ERR) this.#errors++;
     this.#answered++;
-    this.#rate.add(1);
+    this.#unrated++;
     client.inflight--;
     if (client.wake !== null && (client.inflight < this.#maxInflight || client.inflight === 0)) {
       const w = client.wake;
@@ -390,7 +398,7 @@ export class Balancer {
   /** Sends a request to the next worker in the ring, or fails it. */
   #dispatch(p: Pending): void {
     if (p.client.closed) return;
-    if (Date.now() > p.deadline) {
+    if (this.#clock > p.deadline) {
       this.#timeouts++;
       this.#fail(p, "timeout");
       return;
@@ -441,7 +449,7 @@ export class Balancer {
       this.#pending.delete(p.lbId);
       link.inflight--;
       p.replyType = type - WORKER_OFFSET;
-      p.replyBody = payload.length > 4 ? payload.slice(4) : null;
+      p.replyBody = payload.length > 4 ? this.#slab.copy(payload.subarray(4)) : null;
       if (!this.#responses.tryPut(p)) overflow.push(p);
     };
     try {
@@ -499,9 +507,17 @@ export class Balancer {
     link.inflight = 0;
   }
 
+  #flushRate(): void {
+    if (this.#unrated === 0) return;
+    this.#rate.add(this.#unrated);
+    this.#unrated = 0;
+  }
+
   /** Fails requests past their deadline. Map order is dispatch order. */
   #expire(): void {
     const now = Date.now();
+    this.#clock = now;
+    this.#flushRate();
     for (const p of this.#pending.values()) {
       if (p.deadline > now) break;
       if (p.worker !== null) p.worker.inflight--;
