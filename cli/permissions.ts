@@ -174,8 +174,9 @@ export const ROLE_KEEPS: Readonly<Record<Role, readonly DroppableKind[]>> = {
  */
 export function dropPermissions(role: Role, argv: readonly string[] = []): DroppableKind[] {
   const dropped: DroppableKind[] = [];
-  // A master with receiver threads reads their module when it spawns them.
-  const keeps: readonly DroppableKind[] = role === "master" && threadsOf(argv) > 1
+  // A master or slave with receiver threads reads their module when it spawns them.
+  const keeps: readonly DroppableKind[] = (role === "master" || role === "slave") &&
+      threadsOf(argv) > 1
     ? [...ROLE_KEEPS[role], "read"]
     : ROLE_KEEPS[role];
   for (const name of DROPPABLE_KINDS) {

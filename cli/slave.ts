@@ -33,6 +33,11 @@ export const SLAVE_FLAGS: FlagTable = {
   "load-interval": { type: "string", default: "1000", help: "PUSH_LOAD_INFO interval in ms" },
   "queue-size": { type: "string", default: "4096", help: "request/response queue capacity" },
   timeout: { type: "string", default: "5000", help: "request deadline in ms" },
+  threads: {
+    type: "string",
+    default: "1",
+    help: "receiver threads on the client port (Web Workers with reusePort; see README)",
+  },
   "log-level": LOG_LEVEL_FLAG,
 };
 
@@ -65,6 +70,8 @@ export async function slaveCommand(argv: string[]): Promise<void> {
     loadInterval: intFlag(v, "load-interval", 1),
     queueSize: intFlag(v, "queue-size", 1),
     timeout: intFlag(v, "timeout", 1),
+    threads: intFlag(v, "threads", 1, 64),
+    threadLogLevel: logLevelFlag(v),
     logger: createLogger("slave", logLevelFlag(v)),
   });
   await slave.start();

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { formatHostPort, type HostPort, listenerAddr, parseHostPort } from "./addr.ts";
 import { Balancer } from "./balancer.ts";
 import { WorkerLinks } from "./worker_links.ts";
+import { ReceiverPool } from "./receivers.ts";
 import { closeQuietly, isConnGone, noDelay, sendErrorAndClose } from "./conn.ts";
 import { ProtocolError } from "./errors.ts";
 import { encodeFrame, FrameReader } from "./frame.ts";
@@ -69,6 +70,16 @@ export interface SlaveOptions {
    */
   timeout?: number;
   /**
+   * Receiver threads on the client port (as the master's `threads`).
+   * @default {1}
+   */
+  threads?: number;
+  /**
+   * Log level inside receiver threads.
+   * @default {"warn"}
+   */
+  threadLogLevel?: string;
+  /**
    * Where to log.
    * @default {silentLogger}
    */
@@ -99,6 +110,9 @@ export class Slave {
   /** Set while this node has been promoted and holds the VIP. */
   #master: Master | null = null;
   #demoted: (() => void) | null = null;
+  #rotation: SharedArrayBuffer | null;
+  #pool: ReceiverPool | null = null;
+  #tableTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: SlaveOptions = {}) {
     this.#opts = options;
@@ -108,11 +122,17 @@ export class Slave {
       (from, to) => this.#log.info(`slave ${this.id}: ${from} -> ${to}`),
       "DOWN",
     );
+    const threads = options.threads ?? 1;
+    if (!Number.isInteger(threads) || threads < 1) {
+      throw new RangeError(`threads must be an integer >= 1, got ${threads}`);
+    }
+    this.#rotation = threads > 1 ? new SharedArrayBuffer(4) : null;
     this.balancer = new Balancer({
       queueSize: options.queueSize,
       timeout: options.timeout,
       logger: this.#log,
       nodeAddr: (local) => this.#leastLoaded(local),
+      rotation: this.#rotation === null ? undefined : new Int32Array(this.#rotation),
     });
     this.#workers = new WorkerLinks(this.balancer, this.id, this.#log);
   }
@@ -142,17 +162,41 @@ export class Slave {
     return this.#addr;
   }
 
-  /** Binds the client listener and starts the master link. */
-  start(): Promise<void> {
+  /** Binds the client listener (and receiver threads) and starts the master link. */
+  async start(): Promise<void> {
+    const hostname = this.#opts.hostname ?? "0.0.0.0";
+    const threads = this.#opts.threads ?? 1;
     const l = Deno.listen({
-      hostname: this.#opts.hostname ?? "0.0.0.0",
+      hostname,
       port: this.#opts.port ?? 5069,
-    });
+      ...(threads > 1 ? { reusePort: true } : {}),
+    } as Deno.TcpListenOptions);
     this.#listener = l;
     this.#addr = formatHostPort(listenerAddr(l));
+    if (threads > 1) {
+      this.#pool = new ReceiverPool(threads - 1, {
+        node: this.id,
+        hostname,
+        port: listenerAddr(l).port,
+        rotation: this.#rotation!,
+        queueSize: this.#opts.queueSize,
+        timeout: this.#opts.timeout,
+        logLevel: this.#opts.threadLogLevel,
+        logger: this.#log,
+      });
+      try {
+        await this.#pool.start();
+      } catch (err) {
+        closeQuietly(l);
+        throw err;
+      }
+      this.#tableTimer = setInterval(
+        () => this.#pool?.table(this.#table, this.#selfLoad(null)),
+        250,
+      );
+    }
     this.#track(this.#accept(l));
     this.#track(this.#masterLoop(parseHostPort(this.#opts.master ?? "127.0.0.1:5061")));
-    return Promise.resolve();
   }
 
   #track(task: Promise<void>): void {
@@ -179,11 +223,12 @@ export class Slave {
   }
 
   #selfLoad(local: { hostname: string } | null): NodeLoad & { rps: number } {
+    const t = this.#pool?.totals();
     return {
       addr: this.#advertised(local),
-      connections: this.balancer.clientCount,
-      inflight: this.balancer.inflight,
-      rps: Math.round(this.balancer.rps * 10) / 10,
+      connections: this.balancer.clientCount + (t?.clients ?? 0),
+      inflight: this.balancer.inflight + (t?.inflight ?? 0),
+      rps: Math.round((this.balancer.rps + (t?.rps ?? 0)) * 10) / 10,
     };
   }
 
@@ -459,6 +504,7 @@ export class Slave {
     if (msg.vip) this.#vip = msg.vip;
     if (msg.slaves) this.#slaveIds = msg.slaves.map((s) => s.id);
     this.#workers.sync(msg.workers);
+    this.#pool?.members(msg.workers);
   }
 
   /** Everything `status` shows. */
@@ -474,6 +520,9 @@ export class Slave {
       term: this.#term,
       master: this.#opts.master ?? "127.0.0.1:5061",
       balancer: this.balancer.stats(),
+      receivers: this.#pool === null
+        ? null
+        : { threads: 1 + this.#pool.perThread().length, threadTotals: this.#pool.totals() },
       table: this.#table,
     };
   }
@@ -487,6 +536,8 @@ export class Slave {
     if (this.#listener !== null) closeQuietly(this.#listener);
     if (this.#master !== null) await this.#master.stop(0);
     await this.#workers.close();
+    clearInterval(this.#tableTimer);
+    if (this.#pool !== null) await this.#pool.stop(graceMs);
     await this.balancer.close(graceMs);
     if (this.#masterConn !== null) closeQuietly(this.#masterConn);
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);

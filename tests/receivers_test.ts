@@ -5,6 +5,7 @@
 
 import { equal, ok } from "node:assert/strict";
 import { Client } from "../lib/client.ts";
+import { Slave } from "../lib/slave.ts";
 import { startCluster, waitFor } from "./helpers.ts";
 
 Deno.test("master with 3 receiver threads", async (t) => {
@@ -47,6 +48,47 @@ Deno.test("master with 3 receiver threads", async (t) => {
       cl.close();
       await cl.done;
     }
+    await c.stop();
+  }
+});
+
+Deno.test("slave with 2 receiver threads balances over the master's workers", async () => {
+  const c = await startCluster(2, { heartbeat: 100 });
+  const s = new Slave({
+    master: c.master.addrs.slaves,
+    hostname: "127.0.0.1",
+    port: 0,
+    heartbeat: 100,
+    loadInterval: 100,
+    threads: 2,
+  });
+  await s.start();
+  const clients: Client[] = [];
+  try {
+    await waitFor(
+      () =>
+        s.balancer.workers === 2 &&
+        (s.status().receivers as { threadTotals: { workers: number } }).threadTotals.workers === 2,
+      3000,
+      "slave threads linked",
+    );
+    for (let i = 0; i < 12; i++) clients.push(await Client.connect(s.addr));
+    await Promise.all(clients.map((cl, i) => cl.set(`s-${i}`, `v${i}`)));
+    for (const [i, cl] of clients.entries()) {
+      equal(new TextDecoder().decode((await cl.get(`s-${i}`))!), `v${i}`);
+    }
+    const before = c.workers.map((w) => w.stats().served);
+    const jobs: Promise<unknown>[] = [];
+    for (let i = 0; i < 1000; i++) jobs.push(clients[i % clients.length].get("s-0"));
+    await Promise.all(jobs);
+    const served = c.workers.map((w, i) => w.stats().served - before[i]);
+    for (const n of served) ok(Math.abs(n - 500) <= 1, `served ${served}`);
+  } finally {
+    for (const cl of clients) {
+      cl.close();
+      await cl.done;
+    }
+    await s.stop();
     await c.stop();
   }
 });
