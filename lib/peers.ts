@@ -70,6 +70,8 @@ export class Mesh {
   #forwardTo = new Set<PeerLink>();
   /** Aborted by {@linkcode close}: ends the exports' grace periods. */
   #closing = new AbortController();
+  /** When {@linkcode #expire} last ran. */
+  #lastSweep = Date.now();
 
   constructor(selfId: string, options: MeshOptions) {
     this.#selfId = selfId;
@@ -153,7 +155,7 @@ export class Mesh {
 
   /** Forwards a write applied from another peer to links under export. */
   forward(e: Entry): void {
-    if (e.ver < 0) { for (const link of this.#forwardTo) send(link, e, 0); }
+    for (const link of this.#forwardTo) send(link, e, 0);
   }
 
   async #run(link: PeerLink, exportFrom?: () => Iterable<Entry>): Promise<void> {
@@ -245,6 +247,14 @@ export class Mesh {
   /** A peer whose oldest unconfirmed write is past the timeout is dropped. */
   #expire(): void {
     const now = Date.now();
+    const gap = now - this.#lastSweep;
+    this.#lastSweep = now;
+    if (gap > this.#timeout / 2) {
+      // This process did not run for a while (a stall, SIGSTOP): the acks
+      // may be waiting in our own sockets. Blame no peer for our pause.
+      for (const link of this.#links.values()) for (const w of link.waits.values()) w.at = now;
+      return;
+    }
     for (const link of [...this.#links.values()]) {
       const first = link.waits.values().next();
       if (!first.done && now - first.value.at > this.#timeout) {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import process from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { formatHostPort, type HostPort, listenerAddr, parseHostPort } from "./addr.ts";
 import { closeQuietly, isConnGone, noDelay, remote, sendErrorAndClose } from "./conn.ts";
@@ -140,8 +141,25 @@ export class Worker {
   #mesh: Mesh;
   #ackAll: boolean;
   #ready = false;
+  /** Registered with an export to wait for, not yet arrived. */
+  #awaitingExport = false;
+  /**
+   * A `P_EXPORT_DONE` arrived since the last `W_REGISTER`: over a link kept
+   * from before (a failover), the export can beat the `W_WELCOME`.
+   */
+  #exportDoneSeen = false;
   #masterWriter: FrameWriter | null = null;
   #purge: ReturnType<typeof setInterval> | undefined;
+  /** Last tick of the stall detector: wall clock and CPU time (ms). */
+  #beat = 0;
+  #beatCpu = 0;
+  /** A stall longer than this (ms) may have got us expelled: resync. */
+  #stallLimit: number;
+  #stallTimer: ReturnType<typeof setInterval> | undefined;
+  /** Period of the stall detector's timer (ms). */
+  #beatEvery: number;
+  /** Set by a stall; requests are refused until the master welcomes us again. */
+  #stalled = false;
 
   constructor(options: WorkerOptions = {}) {
     this.#opts = options;
@@ -149,6 +167,8 @@ export class Worker {
     this.node = nodeNumber(this.id);
     this.#log = options.logger ?? silentLogger;
     this.#ackAll = (options.ack ?? "all") === "all";
+    this.#stallLimit = Math.max(100, (options.peerTimeout ?? 1000) / 2);
+    this.#beatEvery = Math.max(10, Math.min(100, this.#stallLimit / 4));
     this.#mesh = new Mesh(this.id, {
       peerTimeout: options.peerTimeout,
       logger: this.#log,
@@ -186,9 +206,48 @@ export class Worker {
       () => this.store.purgeTombstones(this.hlc.tick() - ttl * TICKS_PER_MS),
       Math.min(10000, ttl),
     );
+    this.#beat = Date.now();
+    this.#beatCpu = cpuMs();
+    this.#stallTimer = setInterval(() => {
+      this.#checkStall(Date.now());
+      this.#beat = Date.now();
+      this.#beatCpu = cpuMs();
+    }, this.#beatEvery);
     const master = this.#opts.master === undefined ? "127.0.0.1:5060" : this.#opts.master;
     if (master !== null) this.#track(this.#masterLoop(parseHostPort(master)));
     return Promise.resolve();
+  }
+
+  /**
+   * Detects that this process did not run for a while (SIGSTOP, a long
+   * pause). Meanwhile its peers may have timed it out and the master may
+   * have expelled it and sent its requests to other workers; the requests
+   * still buffered in its sockets are stale, and applying them now, with new
+   * versions, would overwrite writes acknowledged since. So: refuse requests,
+   * drop the master link, and re-register for a full export.
+   *
+   * A stall is a long gap in wall time during which the process hardly ran
+   * (CPU time under a tenth of the gap, plus one timer period). A gap while
+   * busy is not one: reads that keep finding data (a large export arriving)
+   * can hold the timers off for a second, and a loaded machine slows a busy
+   * process without stopping it.
+   */
+  #checkStall(now: number): void {
+    const gap = now - this.#beat;
+    if (gap <= this.#stallLimit) return;
+    const cpu = cpuMs();
+    // Up to one period of CPU may have been used before the process stopped.
+    if (cpu - this.#beatCpu < gap / 10 + this.#beatEvery) this.#stall(gap);
+    this.#beat = now;
+    this.#beatCpu = cpu;
+  }
+
+  #stall(ms: number): void {
+    if (this.#stalled || !this.#registered) return;
+    this.#stalled = true;
+    this.#ready = false;
+    this.#log.warn(`stalled for ${ms} ms: refusing requests and re-registering for a resync`);
+    if (this.#masterConn !== null) closeQuietly(this.#masterConn);
   }
 
   /** Counters and the digest, for `status`. */
@@ -279,6 +338,11 @@ export class Worker {
     }
     const keyView = payload.subarray(REQUEST_HEADER, REQUEST_HEADER + keyLen);
     this.#served++;
+    // Checked here too: after a stall the socket's backlog may be read before
+    // the detector's timer runs.
+    const now = Date.now();
+    if (now - this.#beat > this.#stallLimit) this.#checkStall(now);
+    if (this.#stalled) return reply(writer, W_ERR, id, utf8("resyncing after a stall"));
     if (keyLen === 0) return reply(writer, W_ERR, id, utf8("empty key"));
     const k = keyString(keyView);
     switch (type) {
@@ -329,7 +393,9 @@ export class Worker {
   }
 
   #exportDone(payload: Uint8Array): void {
-    if (this.#ready) return;
+    this.#exportDoneSeen = true;
+    if (!this.#awaitingExport) return;
+    this.#awaitingExport = false;
     this.#ready = true;
     this.#log.info(`full export applied (${fromUtf8(payload)}); ${this.store.size} keys`);
     this.#masterWriter?.writeRaw(encodeJson(W_READY, {}));
@@ -341,14 +407,25 @@ export class Worker {
     switch (type) {
       case W_WELCOME: {
         this.#registered = true;
+        this.#stalled = false;
         this.#log.info(`registered with master ${formatHostPort(master)}`);
         // Keep the links that still stand: writes waiting on them stay honest.
-        this.#mesh.sync(msg.peers as { id: string; addr: string }[]);
+        // Links to peers missing from the list are kept too: after a failover
+        // the new master lists only the workers that re-registered before
+        // this one, and dropping the others would leave them without the
+        // writes acknowledged here until they re-register, when they may be
+        // judged in sync and get no export. A peer really gone closes its
+        // link or times out.
+        for (const p of msg.peers as { id: string; addr: string }[]) this.#mesh.add(p.id, p.addr);
         this.#ready = false;
-        if (msg.exportFrom === null || msg.exportFrom === undefined) {
+        if (msg.exportFrom === null || msg.exportFrom === undefined || this.#exportDoneSeen) {
+          this.#awaitingExport = false;
           this.#ready = true;
           writer.writeRaw(encodeJson(W_READY, {}));
-        } else this.#log.info(`waiting for a full export from ${msg.exportFrom}`);
+        } else {
+          this.#awaitingExport = true;
+          this.#log.info(`waiting for a full export from ${msg.exportFrom}`);
+        }
         return;
       }
       case W_STATUS:
@@ -401,6 +478,8 @@ export class Worker {
           ready: this.#ready,
           digest: this.store.digest,
         }));
+        this.#exportDoneSeen = false;
+        this.#awaitingExport = false;
         backoff = 50;
         await this.#serve(conn, (t, p) => this.#control(t, p, writer, master), writer);
       } catch (err) {
@@ -431,6 +510,7 @@ export class Worker {
     this.#stopping = true;
     this.#abort.abort();
     clearInterval(this.#purge);
+    clearInterval(this.#stallTimer);
     await this.#mesh.close();
     if (this.#listener !== null) closeQuietly(this.#listener);
     if (this.#masterConn !== null) closeQuietly(this.#masterConn);
@@ -438,6 +518,12 @@ export class Worker {
     // Tasks may be added while we wait (an accept in progress).
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
   }
+}
+
+/** CPU time this process has used (all threads), in ms. */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 // deno-lint-ignore no-explicit-any
