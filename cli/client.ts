@@ -6,6 +6,7 @@
  */
 
 import { Client, ConnectionLostError, ReplyError } from "../lib/client.ts";
+import { keyString } from "../lib/store.ts";
 import {
   DEL,
   ERR,
@@ -141,7 +142,13 @@ export async function clientCommand(argv: string[]): Promise<number> {
       out.fill(slot, enc.encode(`ERR ${cmd.error}`));
       return null;
     }
-    return client.request(cmd.type, cmd.key, cmd.value).then(
+    // Pipelined across keys, but a command waits for an earlier write to
+    // the same key: `set a 1` then `get a` reads 1 whichever worker serves it.
+    const k = cmd.key === undefined ? "" : keyString(cmd.key);
+    const before = cmd.key === undefined ? undefined : lastWrite.get(k);
+    const send = () => client.request(cmd.type, cmd.key, cmd.value);
+    const sent = before === undefined ? send() : before.then(send);
+    const done = sent.then(
       (r) => {
         if (r.type === ERR) sawErr = true;
         out.fill(slot, formatReply(r.type, r.body, cmd.type));
@@ -153,7 +160,15 @@ export async function clientCommand(argv: string[]): Promise<number> {
         out.fill(slot, enc.encode(`ERR ${reason}`));
       },
     );
+    if (cmd.type === SET || cmd.type === DEL) {
+      lastWrite.set(k, done);
+      done.then(() => {
+        if (lastWrite.get(k) === done) lastWrite.delete(k);
+      });
+    }
+    return done;
   };
+  const lastWrite = new Map<string, Promise<void>>();
   const inflight = new Set<Promise<void>>();
   const prompt = () => interactive && Deno.stdout.writeSync(enc.encode("lbkit> "));
   prompt();

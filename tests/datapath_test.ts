@@ -887,3 +887,33 @@ Deno.test("backpressure: a client that never reads cannot blow up the master", a
     for (const p of procs.reverse()) await p.stop();
   }
 });
+
+Deno.test("CLI client: a command waits for an earlier write to its key (2 replicas)", async () => {
+  const c = await startCluster(2);
+  try {
+    let input = "";
+    let want = "";
+    for (let i = 0; i < 500; i++) {
+      input += `set k${i % 7} v${i}\nget k${i % 7}\n`;
+      want += `OK\nv${i}\n`;
+      if (i % 50 === 0) {
+        input += `del k${i % 7}\nget k${i % 7}\n`;
+        want += "OK\n(nil)\n";
+      }
+    }
+    const child = new Deno.Command(Deno.execPath(), {
+      args: roleCommand("client", MAIN, ["--connect", c.master.addrs.clients]),
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(input));
+    await w.close();
+    const out = await child.output();
+    assert.equal(new TextDecoder().decode(out.stdout), want);
+    assert.equal(out.code, 0);
+  } finally {
+    await c.stop();
+  }
+});
