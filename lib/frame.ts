@@ -128,36 +128,43 @@ export class FrameDecoder {
     return this.#leftLen;
   }
 
-  /** Feeds one chunk; calls `onFrame` for every frame it completes. */
+  /**
+   * Feeds one chunk; calls `onFrame` for every frame it completes. After a
+   * handler paused (returned `false`), the frames still held come first on
+   * the next push (an empty chunk is enough).
+   */
   push(chunk: Uint8Array, onFrame: FrameHandler): void {
-    let pos = 0;
-    if (this.#leftLen > 0) {
-      const left = this.#left;
-      // Complete the header first, then the payload, from the chunk.
-      if (this.#leftLen < HEADER_SIZE) {
-        const n = Math.min(HEADER_SIZE - this.#leftLen, chunk.length);
-        left.set(chunk.subarray(0, n), this.#leftLen);
-        this.#leftLen += n;
-        pos = n;
-        if (this.#leftLen < HEADER_SIZE) return;
-        // Validate the header now so garbage fails without waiting for a payload.
-        parseFrames(left, 0, HEADER_SIZE, noop, this.#accept);
-      }
-      const need = HEADER_SIZE + ((left[2] << 8) | left[3]) - this.#leftLen;
-      const n = Math.min(need, chunk.length - pos);
-      left.set(chunk.subarray(pos, pos + n), this.#leftLen);
-      this.#leftLen += n;
-      pos += n;
-      if (n < need) return;
-      this.#leftLen = 0;
-      parseFrames(left, 0, HEADER_SIZE + ((left[2] << 8) | left[3]), onFrame, this.#accept);
+    if (this.#leftLen === 0) {
+      // The common case: frames straight from the chunk, no copy.
+      const rest = parseFrames(chunk, 0, chunk.length, onFrame, this.#accept);
+      if (rest < chunk.length) this.#keep(chunk.subarray(rest));
+      return;
     }
-    const rest = parseFrames(chunk, pos, chunk.length, onFrame, this.#accept);
-    if (rest < chunk.length) {
-      this.#left.set(chunk.subarray(rest), 0);
-      this.#leftLen = chunk.length - rest;
-      if (this.#leftLen >= HEADER_SIZE) parseFrames(this.#left, 0, HEADER_SIZE, noop, this.#accept);
+    // A split frame (or frames held by a pause) first: append, parse, compact.
+    this.#keep(chunk);
+    const left = this.#left;
+    const pos = parseFrames(left, 0, this.#leftLen, onFrame, this.#accept);
+    left.copyWithin(0, pos, this.#leftLen);
+    this.#leftLen -= pos;
+    this.#validate();
+  }
+
+  /** Appends to the held bytes, growing the buffer past one frame if a pause asks. */
+  #keep(bytes: Uint8Array): void {
+    const need = this.#leftLen + bytes.length;
+    if (need > this.#left.length) {
+      const next = new Uint8Array(Math.max(need, 2 * this.#left.length));
+      next.set(this.#left.subarray(0, this.#leftLen));
+      this.#left = next;
     }
+    this.#left.set(bytes, this.#leftLen);
+    this.#leftLen = need;
+    this.#validate();
+  }
+
+  /** A held header is checked now, so garbage fails without waiting for its payload. */
+  #validate(): void {
+    if (this.#leftLen >= HEADER_SIZE) parseFrames(this.#left, 0, HEADER_SIZE, noop, this.#accept);
   }
 }
 

@@ -103,8 +103,11 @@ export class FrameWriter {
    * synchronously (before the next await).
    */
   reserve(type: number, payloadLen: number): Uint8Array {
-    if (payloadLen > MAX_PAYLOAD) {
-      throw new RangeError(`payload of ${payloadLen} bytes exceeds ${MAX_PAYLOAD}`);
+    if (!(payloadLen >= 0 && payloadLen <= MAX_PAYLOAD) || payloadLen % 1 !== 0) {
+      throw new RangeError(`payload of ${payloadLen} bytes is not 0..${MAX_PAYLOAD}`);
+    }
+    if (!(type >= 0 && type <= 0xffff) || type % 1 !== 0) {
+      throw new RangeError(`frame type ${type} is not a u16`);
     }
     const size = HEADER_SIZE + payloadLen;
     const start = this.#grow(size);
@@ -185,7 +188,11 @@ export class FrameWriter {
       this.#failed = true;
       this.#len = 0;
       this.#inflight = 0;
-      this.#onError?.(err);
+      try {
+        this.#onError?.(err);
+      } catch {
+        // A failing error handler must not become an unhandled rejection.
+      }
     } finally {
       this.#writing = false;
       this.#inflight = 0;
