@@ -53,6 +53,11 @@ export const BENCH_FLAGS: FlagTable = {
     type: "boolean",
     help: "run the scenarios side by side, each on fresh cluster processes",
   },
+  repeat: {
+    type: "string",
+    default: "1",
+    help: "run each measurement N times (fresh clusters, interleaved) and keep the best ops/s",
+  },
   scenarios: {
     type: "string",
     help: `--suite scenarios, comma list (default: ${
@@ -131,6 +136,8 @@ export interface BenchRow {
   other_cpu: number | null;
   /** `ERR` reasons and their counts. */
   error_reasons: Record<string, number>;
+  /** ops/s of every run with --repeat, in run order; the row is the best one. */
+  runs: number[];
 }
 
 /** How a scenario's cluster is made and where the load goes. */
@@ -642,6 +649,7 @@ async function measure(
     cluster_cpu: clusterCpu,
     other_cpu: otherCpu,
     error_reasons: r.errorReasons,
+    runs: [Math.round(r.rate)],
   };
 }
 
@@ -766,6 +774,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     warmup: numFlag(v, "warmup", 0),
   };
   const workers = intFlag(v, "workers", 1, 64);
+  const repeat = intFlag(v, "repeat", 1, 100);
   let scenarios: Scenario[] = [];
   if (suite) {
     const names = typeof v.scenarios === "string"
@@ -774,6 +783,12 @@ export async function benchCommand(argv: string[]): Promise<number> {
     scenarios = names.map(scenario);
   } else if (v.scenarios !== undefined) fail("--scenarios goes with --suite");
   const json = v.json === true;
+  if ((suite || cluster) && Deno.permissions.querySync({ name: "run" }).state !== "granted") {
+    fail(
+      `bench: --${suite ? "suite" : "cluster"} starts cluster processes and needs --allow-run:\n` +
+        "  deno run --allow-net --allow-run cli/main.ts bench ...",
+    );
+  }
 
   // Ctrl-C / SIGTERM: end the run, stop the children, exit 130. A second one
   // kills the children at once and exits.
@@ -796,6 +811,9 @@ export async function benchCommand(argv: string[]): Promise<number> {
     if (!json) console.error(`lbkit bench: ${s}`);
   };
   try {
+    // Every measurement, `repeat` times, interleaved so a burst of outside
+    // load does not hit every run of one row.
+    const jobs: { key: string; label: string; run: () => Promise<BenchRow> }[] = [];
     if (connect !== undefined) {
       try {
         await waitReady({ addr: connect, protocol, timeoutMs: 5000, signal: ac.signal });
@@ -804,14 +822,11 @@ export async function benchCommand(argv: string[]): Promise<number> {
         fail(`cannot bench ${connect}: ${(err as Error).message}`, 1);
       }
       for (const depth of depths) {
-        if (ac.signal.aborted) break;
-        try {
-          rows.push(await measure(connect, connect, protocol, depth, settings, [], ac.signal));
-        } catch (err) {
-          if (ac.signal.aborted) break;
-          failed = true;
-          note(`depth ${depth} failed: ${(err as Error).message}`);
-        }
+        jobs.push({
+          key: String(depth),
+          label: `depth ${depth}`,
+          run: () => measure(connect, connect, protocol, depth, settings, [], ac.signal),
+        });
       }
     } else {
       if (cluster) {
@@ -831,16 +846,35 @@ export async function benchCommand(argv: string[]): Promise<number> {
       }
       for (const depth of depths) {
         for (const sc of scenarios) {
-          if (ac.signal.aborted) break;
-          try {
-            rows.push(await runScenario(sc, depth, settings, ac.signal));
-          } catch (err) {
-            if (ac.signal.aborted) break;
-            failed = true;
-            note(`${sc.name} depth ${depth} failed: ${(err as Error).message}`);
-          }
+          jobs.push({
+            key: `${depth}/${sc.name}`,
+            label: `${sc.name} depth ${depth}`,
+            run: () => runScenario(sc, depth, settings, ac.signal),
+          });
         }
       }
+    }
+    const results = new Map<string, BenchRow[]>();
+    for (let i = 0; i < repeat && !ac.signal.aborted; i++) {
+      for (const job of jobs) {
+        if (ac.signal.aborted) break;
+        try {
+          const row = await job.run();
+          results.set(job.key, [...(results.get(job.key) ?? []), row]);
+        } catch (err) {
+          if (ac.signal.aborted) break;
+          failed = true;
+          note(
+            `${job.label}${repeat > 1 ? ` run ${i + 1}` : ""} failed: ${(err as Error).message}`,
+          );
+        }
+      }
+    }
+    for (const job of jobs) {
+      const runs = results.get(job.key);
+      if (runs === undefined) continue;
+      const best = runs.reduce((a, b) => (b.ops > a.ops ? b : a));
+      rows.push({ ...best, runs: runs.map((r) => r.ops) });
     }
   } catch (err) {
     if (!ac.signal.aborted) throw err;
@@ -861,7 +895,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
       `lbkit bench: ${s.connections} connections, ${s.valueSize}-byte values, ${s.keys} keys, ` +
         `${Math.round(s.getRatio * 100)}% GET, ` +
         (s.requests !== undefined ? `${s.requests} requests` : `${s.duration} s`) +
-        ` measured after ${s.warmup} s warm-up\n`,
+        ` measured after ${s.warmup} s warm-up` +
+        (repeat > 1 ? `; best of ${repeat} runs` : "") + "\n",
     );
     console.log(formatTable(rows));
     for (const r of rows) {
@@ -870,6 +905,12 @@ export async function benchCommand(argv: string[]): Promise<number> {
           `${r.name} depth ${r.depth}: ${r.errors} errors, ${r.misses} misses ` +
             JSON.stringify(r.error_reasons),
         );
+      }
+    }
+    if (repeat > 1) {
+      console.log("\nops/s of every run (the table shows the best):");
+      for (const r of rows) {
+        console.log(`  ${r.name} depth ${r.depth}: ${r.runs.map(fmtInt).join(" / ")}`);
       }
     }
     for (const n of notes) console.log(`note: ${n}`);
