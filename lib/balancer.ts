@@ -449,6 +449,12 @@ export class Balancer {
       this.#pending.delete(p.lbId);
       link.inflight--;
       p.replyType = type - WORKER_OFFSET;
+      // Fast path: with nothing queued ahead, the response dispatcher would
+      // write this reply next anyway; write it now, straight from the read
+      // buffer, and skip the copy and the queue hop.
+      if (this.#responses.size === 0 && overflow.length === 0) {
+        return this.#reply(p.client, p.clientId, p.replyType, payload.subarray(4));
+      }
       p.replyBody = payload.length > 4 ? this.#slab.copy(payload.subarray(4)) : null;
       if (!this.#responses.tryPut(p)) overflow.push(p);
     };

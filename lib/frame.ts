@@ -187,9 +187,16 @@ export class FrameReader {
   #paused = false;
   #accept: ((type: number) => boolean) | undefined;
 
+  #max: number;
+
+  /**
+   * The buffer starts at 16 KiB (a connection costs little) and doubles, up
+   * to `bufferSize`, while reads fill it or a frame needs the room.
+   */
   constructor(src: Readable, options: FrameDecoderOptions & { bufferSize?: number } = {}) {
     this.#src = src;
-    this.#buf = new Uint8Array(Math.max(options.bufferSize ?? 256 * 1024, 2 * MAX_FRAME));
+    this.#max = Math.max(options.bufferSize ?? 256 * 1024, 2 * MAX_FRAME);
+    this.#buf = new Uint8Array(16 * 1024);
     this.#accept = options.accept;
   }
 
@@ -205,24 +212,47 @@ export class FrameReader {
    * before reading again.
    */
   async read(onFrame: FrameHandler): Promise<boolean> {
-    const buf = this.#buf;
     if (this.#paused) {
       this.#paused = false;
       this.#parse(onFrame);
       return true;
     }
-    if (buf.length - this.#end < MAX_FRAME) {
+    let buf = this.#buf;
+    const held = this.#end - this.#start;
+    // Room for the whole split frame we hold (its header says how much).
+    const need = held >= HEADER_SIZE
+      ? HEADER_SIZE + ((buf[this.#start + 2] << 8) | buf[this.#start + 3])
+      : HEADER_SIZE;
+    if (need > buf.length || (this.#start === 0 && this.#end === buf.length)) {
+      let size = buf.length * 2;
+      while (size < need) size *= 2;
+      const next = new Uint8Array(Math.min(Math.max(size, need), Math.max(this.#max, need)));
+      next.set(buf.subarray(this.#start, this.#end));
+      this.#buf = buf = next;
+      this.#end = held;
+      this.#start = 0;
+    } else if (this.#start > 0 && buf.length - this.#end < Math.max(need - held, 4096)) {
       // Keep only the leftover of a split frame: move it to the front.
       buf.copyWithin(0, this.#start, this.#end);
-      this.#end -= this.#start;
+      this.#end = held;
       this.#start = 0;
     }
+    const room = buf.length - this.#end;
     const n = await this.#src.read(buf.subarray(this.#end));
     if (n === null) return false;
     this.#end += n;
+    // A read that filled the buffer: there is more; read bigger next time.
+    if (n === room && buf.length < this.#max) this.#grow = true;
     this.#parse(onFrame);
+    if (this.#grow && this.#start === this.#end) {
+      this.#grow = false;
+      this.#buf = new Uint8Array(Math.min(buf.length * 2, this.#max));
+      this.#start = this.#end = 0;
+    }
     return true;
   }
+
+  #grow = false;
 
   #parse(onFrame: FrameHandler): void {
     const buf = this.#buf;

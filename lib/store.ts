@@ -78,8 +78,9 @@ export class Store {
 
   /**
    * Applies a write if it is newer than what the key holds. `value === null`
-   * deletes (leaves a tombstone). Keeps `key` and `value` as given: pass
-   * copies, not views into a reused buffer. Returns true when applied.
+   * deletes (leaves a tombstone). Copies `key` when it inserts (so a view
+   * into a read buffer is fine); keeps `value` as given: pass a copy.
+   * Returns true when applied.
    */
   apply(k: string, key: Uint8Array, value: Uint8Array | null, ver: number, node: number): boolean {
     const old = this.#map.get(k);
@@ -95,7 +96,7 @@ export class Store {
       this.#count(old);
       return true;
     }
-    const e: Entry = { key, value, ver, node };
+    const e: Entry = { key: key.slice(), value, ver, node };
     this.#map.set(k, e);
     this.#count(e);
     return true;

@@ -367,9 +367,9 @@ export class Worker {
     writer: FrameWriter,
   ): void {
     this.#writes++;
-    this.store.apply(k, key.slice(), value, this.hlc.tick(), this.node);
+    this.store.apply(k, key, value, this.hlc.tick(), this.node);
     const e = this.store.entry(k)!;
-    if (!this.#ackAll) {
+    if (!this.#ackAll || this.#mesh.size === 0) {
       this.#mesh.replicate(e, null);
       return reply(writer, W_OK, id);
     }
@@ -383,7 +383,7 @@ export class Worker {
     this.hlc.observe(w.ver);
     const k = keyString(w.key);
     const value = w.value === null ? null : w.value.slice();
-    if (this.store.apply(k, w.key.slice(), value, w.ver, w.node)) {
+    if (this.store.apply(k, w.key, value, w.ver, w.node)) {
       this.#mesh.forward(this.store.entry(k)!);
     }
     if (w.seq !== 0) {
