@@ -25,13 +25,18 @@ export function keyString(key: Uint8Array): string {
   return String.fromCharCode.apply(null, key as unknown as number[]);
 }
 
-/** FNV-1a over the key, then the version and node mixed in: two 32-bit lanes. */
-function entryHash(key: Uint8Array, ver: number, node: number, seed: number): number {
+/** FNV-1a over the key bytes: computed once per key, kept in its entry. */
+function keyHash(key: Uint8Array, seed: number): number {
   let h = seed;
   for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i], 0x01000193);
+  return h;
+}
+
+/** The key's hash with the version and node mixed in, finalised. */
+function entryHash(kh: number, ver: number, node: number): number {
   const lo = ver % 0x100000000;
   const hi = Math.floor(ver / 0x100000000);
-  h = Math.imul(h ^ lo, 0x01000193);
+  let h = Math.imul(kh ^ lo, 0x01000193);
   h = Math.imul(h ^ hi, 0x01000193);
   h = Math.imul(h ^ node, 0x01000193);
   h ^= h >>> 15;
@@ -40,9 +45,18 @@ function entryHash(key: Uint8Array, ver: number, node: number, seed: number): nu
   return h >>> 0;
 }
 
+/** An entry as the store holds it: with its key's two hash lanes. */
+interface Stored extends Entry {
+  kh0: number;
+  kh1: number;
+}
+
+const SEED0 = 0x811c9dc5;
+const SEED1 = 0x050c5d1f;
+
 /** A key-value map whose replicas converge by keeping the newest version. */
 export class Store {
-  #map = new Map<string, Entry>();
+  #map = new Map<string, Stored>();
   #live = 0;
   #tombstones = 0;
   #d0 = 0;
@@ -83,9 +97,20 @@ export class Store {
    * Returns true when applied.
    */
   apply(k: string, key: Uint8Array, value: Uint8Array | null, ver: number, node: number): boolean {
+    return this.write(k, key, value, ver, node) !== undefined;
+  }
+
+  /** {@linkcode apply}, returning the entry written (or `undefined` when older). */
+  write(
+    k: string,
+    key: Uint8Array,
+    value: Uint8Array | null,
+    ver: number,
+    node: number,
+  ): Entry | undefined {
     const old = this.#map.get(k);
     if (old !== undefined) {
-      if (compareVersion(ver, node, old.ver, old.node) <= 0) return false;
+      if (compareVersion(ver, node, old.ver, old.node) <= 0) return undefined;
       if (old.value !== null) {
         this.#xor(old);
         this.#live--;
@@ -94,12 +119,19 @@ export class Store {
       old.ver = ver;
       old.node = node;
       this.#count(old);
-      return true;
+      return old;
     }
-    const e: Entry = { key: key.slice(), value, ver, node };
+    const e: Stored = {
+      key: key.slice(),
+      value,
+      ver,
+      node,
+      kh0: keyHash(key, SEED0),
+      kh1: keyHash(key, SEED1),
+    };
     this.#map.set(k, e);
     this.#count(e);
-    return true;
+    return e;
   }
 
   /** Removes tombstones written before `beforeVer`; returns how many. */
@@ -120,15 +152,15 @@ export class Store {
     return this.#map.values();
   }
 
-  #count(e: Entry): void {
+  #count(e: Stored): void {
     if (e.value !== null) {
       this.#xor(e);
       this.#live++;
     } else this.#tombstones++;
   }
 
-  #xor(e: Entry): void {
-    this.#d0 = (this.#d0 ^ entryHash(e.key, e.ver, e.node, 0x811c9dc5)) >>> 0;
-    this.#d1 = (this.#d1 ^ entryHash(e.key, e.ver, e.node, 0x050c5d1f)) >>> 0;
+  #xor(e: Stored): void {
+    this.#d0 = (this.#d0 ^ entryHash(e.kh0, e.ver, e.node)) >>> 0;
+    this.#d1 = (this.#d1 ^ entryHash(e.kh1, e.ver, e.node)) >>> 0;
   }
 }

@@ -367,8 +367,7 @@ export class Worker {
     writer: FrameWriter,
   ): void {
     this.#writes++;
-    this.store.apply(k, key, value, this.hlc.tick(), this.node);
-    const e = this.store.entry(k)!;
+    const e = this.store.write(k, key, value, this.hlc.tick(), this.node)!;
     if (!this.#ackAll || this.#mesh.size === 0) {
       this.#mesh.replicate(e, null);
       return reply(writer, W_OK, id);
@@ -383,9 +382,8 @@ export class Worker {
     this.hlc.observe(w.ver);
     const k = keyString(w.key);
     const value = w.value === null ? null : w.value.slice();
-    if (this.store.apply(k, w.key, value, w.ver, w.node)) {
-      this.#mesh.forward(this.store.entry(k)!);
-    }
+    const e = this.store.write(k, w.key, value, w.ver, w.node);
+    if (e !== undefined) this.#mesh.forward(e);
     if (w.seq !== 0) {
       const view = writer.reserve(P_ACK, 4);
       writeU32(view, 0, w.seq);
