@@ -157,6 +157,8 @@ export class Master {
   #vip: Vip | null = null;
   #rotation: SharedArrayBuffer | null;
   #pool: ReceiverPool | null = null;
+  /** Workers dropped for failing a peer: their next registration gets an export. */
+  #resync = new Set<string>();
   #tableTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: MasterOptions = {}) {
@@ -358,6 +360,8 @@ export class Master {
             this.#log.warn(
               `worker ${failed.link.id} failed to confirm writes to ${link.id}; resyncing it`,
             );
+            // Whatever its digest says when it comes back, it gets an export.
+            this.#resync.add(failed.link.id);
             this.balancer.detachWorker(failed.link);
           }
           return;
@@ -387,7 +391,9 @@ export class Master {
     const others = [...this.#workers.values()];
     // After a failover, a replica that was in sync re-registers with its data:
     // when its digest matches a ready replica's it needs no export.
-    const inSync = reg.ready && others.some((o) => o.ready && o.digest === reg.digest);
+    const resync = this.#resync.delete(reg.id);
+    const inSync = !resync && reg.ready &&
+      others.some((o) => o.ready && o.digest === reg.digest);
     const source = inSync ? undefined : this.#pickSource(others);
     const info: WorkerInfo = {
       link,

@@ -204,9 +204,12 @@ export class Mesh {
     } catch (err) {
       if (!isConnGone(err) && !link.closed) this.#log.warn(`peer ${link.id}: ${err}`);
     }
-    if (!link.closed) {
+    if (!link.closed && !this.#closing.signal.aborted) {
+      // The link broke under us: writes it missed from now on would never
+      // reach that replica, so it must be resynchronised; tell the master.
       this.#log.info(`peer ${link.id} connection closed`);
       this.#drop(link, "closed");
+      this.#onPeerFailed(link.id);
     }
   }
 
