@@ -43,6 +43,15 @@ export const MASTER_FLAGS: FlagTable = {
     default: "1",
     help: "receiver threads on the client port (Web Workers with reusePort; see README)",
   },
+  "vip-up": {
+    type: "string",
+    help:
+      "shell command run before taking the VIP (needs --allow-run; env LBKIT_EVENT, LBKIT_VIP_HOST, LBKIT_TERM)",
+  },
+  "vip-down": {
+    type: "string",
+    help: "shell command run after giving the VIP up (needs --allow-run)",
+  },
   "log-level": LOG_LEVEL_FLAG,
 };
 
@@ -78,6 +87,8 @@ export async function masterCommand(argv: string[]): Promise<void> {
     threads: intFlag(v, "threads", 1, 64),
     threadLogLevel: logLevelFlag(v),
     logger,
+    vipUp: typeof v["vip-up"] === "string" ? v["vip-up"] : undefined,
+    vipDown: typeof v["vip-down"] === "string" ? v["vip-down"] : undefined,
     onStepDown: (term) => {
       // A higher term holds the cluster: rejoin it as a slave on a free port.
       const vip = master.vip;
@@ -91,6 +102,8 @@ export async function masterCommand(argv: string[]): Promise<void> {
         queueSize: intFlag(v, "queue-size", 1),
         timeout: intFlag(v, "timeout", 1),
         logger: createLogger("slave", logLevelFlag(v)),
+        vipUp: typeof v["vip-up"] === "string" ? v["vip-up"] : undefined,
+        vipDown: typeof v["vip-down"] === "string" ? v["vip-down"] : undefined,
       });
       node = slave;
       slave.start().then(() =>

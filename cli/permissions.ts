@@ -90,6 +90,15 @@ export function permissionFlags(role: Role, argv: readonly string[] = []): strin
         // The demo binds and dials 127.0.0.1 only; a worker that joins it
         // advertises the address it reached the master on: 127.0.0.1 too.
         return ["--allow-net=127.0.0.1"];
+      case "master":
+      case "slave":
+        // Receiver threads load their module from lib/ (from a checkout);
+        // VIP hooks run commands.
+        return [
+          ...wide,
+          ...(threadsOf(argv) > 1 ? [`--allow-read=${LIB_DIR}`] : []),
+          ...(hasHooks(argv) ? ["--allow-run"] : []),
+        ];
       default:
         return wide;
     }
@@ -131,6 +140,11 @@ export function threadsOf(argv: readonly string[]): number {
   });
   const n = Number(values.threads);
   return Number.isInteger(n) && n > 1 ? n : 1;
+}
+
+/** True when an argv gives `--vip-up` or `--vip-down`. */
+export function hasHooks(argv: readonly string[]): boolean {
+  return argv.some((a) => /^--vip-(up|down)(=|$)/.test(a));
 }
 
 /** The permission kinds {@linkcode dropPermissions} may revoke. */
@@ -175,10 +189,12 @@ export const ROLE_KEEPS: Readonly<Record<Role, readonly DroppableKind[]>> = {
 export function dropPermissions(role: Role, argv: readonly string[] = []): DroppableKind[] {
   const dropped: DroppableKind[] = [];
   // A master or slave with receiver threads reads their module when it spawns them.
-  const keeps: readonly DroppableKind[] = (role === "master" || role === "slave") &&
-      threadsOf(argv) > 1
-    ? [...ROLE_KEEPS[role], "read"]
-    : ROLE_KEEPS[role];
+  const tier = role === "master" || role === "slave";
+  const keeps: readonly DroppableKind[] = [
+    ...ROLE_KEEPS[role],
+    ...(tier && threadsOf(argv) > 1 ? ["read" as const] : []),
+    ...(tier && hasHooks(argv) ? ["run" as const] : []),
+  ];
   for (const name of DROPPABLE_KINDS) {
     if (keeps.includes(name)) continue;
     try {

@@ -38,6 +38,15 @@ export const SLAVE_FLAGS: FlagTable = {
     default: "1",
     help: "receiver threads on the client port (Web Workers with reusePort; see README)",
   },
+  "vip-up": {
+    type: "string",
+    help:
+      "shell command run before taking the VIP (needs --allow-run; env LBKIT_EVENT, LBKIT_VIP_HOST, LBKIT_TERM)",
+  },
+  "vip-down": {
+    type: "string",
+    help: "shell command run after giving the VIP up (needs --allow-run)",
+  },
   "log-level": LOG_LEVEL_FLAG,
 };
 
@@ -73,6 +82,8 @@ export async function slaveCommand(argv: string[]): Promise<void> {
     threads: intFlag(v, "threads", 1, 64),
     threadLogLevel: logLevelFlag(v),
     logger: createLogger("slave", logLevelFlag(v)),
+    vipUp: typeof v["vip-up"] === "string" ? v["vip-up"] : undefined,
+    vipDown: typeof v["vip-down"] === "string" ? v["vip-down"] : undefined,
   });
   await slave.start();
   console.log(`lbkit slave ${slave.id} listening clients=${slave.addr} master=${v.master}`);

@@ -10,6 +10,7 @@ import { Balancer, type BalancerStats, WorkerLink } from "./balancer.ts";
 import { closeQuietly, noDelay, remote } from "./conn.ts";
 import type { NodeLoad } from "./least_loaded.ts";
 import { SlaveHub, type SlaveRow } from "./slave_hub.ts";
+import { runHook } from "./hooks.ts";
 import { ReceiverPool, type ThreadStats } from "./receivers.ts";
 import { masterMachine, type MasterState, type StateMachine } from "./tier_state.ts";
 import { ProtocolError } from "./errors.ts";
@@ -89,6 +90,16 @@ export interface MasterOptions {
    * @default {undefined}
    */
   onStepDown?: (term: number) => void;
+  /**
+   * Shell command run before binding the VIP (see lib/hooks.ts).
+   * @default {undefined}
+   */
+  vipUp?: string;
+  /**
+   * Shell command run after stepping down and releasing the VIP.
+   * @default {undefined}
+   */
+  vipDown?: string;
   /**
    * Called when a worker becomes ready (in the ring) under this master.
    * @default {undefined}
@@ -213,6 +224,11 @@ export class Master {
     for (const l of this.#listeners) closeQuietly(l);
     this.#listeners = [];
     this.stop(0).catch((err) => this.#log.error(`step-down: ${err}`));
+    const down = this.#opts.vipDown;
+    if (down !== undefined) {
+      const host = this.#vip?.host ?? "";
+      runHook(down, { event: "down", host, term }, { logger: this.#log });
+    }
     this.#opts.onStepDown?.(term);
   }
 
@@ -257,6 +273,11 @@ export class Master {
   /** Binds the client, worker and slave listeners and starts serving. */
   async start(): Promise<void> {
     const hostname = this.#opts.hostname ?? "0.0.0.0";
+    if (this.#opts.vipUp !== undefined) {
+      await runHook(this.#opts.vipUp, { event: "up", host: hostname, term: this.#term }, {
+        logger: this.#log,
+      });
+    }
     const threads = this.#opts.threads ?? 1;
     const bind = (port: number, reusePort = false) => {
       const l = reusePort

@@ -11,6 +11,7 @@ import { formatHostPort, type HostPort, listenerAddr, parseHostPort } from "./ad
 import { Balancer } from "./balancer.ts";
 import { WorkerLinks } from "./worker_links.ts";
 import { ReceiverPool } from "./receivers.ts";
+import { runHook } from "./hooks.ts";
 import { closeQuietly, isConnGone, noDelay, sendErrorAndClose } from "./conn.ts";
 import { ProtocolError } from "./errors.ts";
 import { encodeFrame, FrameReader } from "./frame.ts";
@@ -69,6 +70,16 @@ export interface SlaveOptions {
    * @default {5000}
    */
   timeout?: number;
+  /**
+   * Shell command run on promotion, before binding the VIP (lib/hooks.ts).
+   * @default {undefined}
+   */
+  vipUp?: string;
+  /**
+   * Shell command run when, promoted, this node steps down again.
+   * @default {undefined}
+   */
+  vipDown?: string;
   /**
    * Receiver threads on the client port (as the master's `threads`).
    * @default {1}
@@ -339,8 +350,12 @@ export class Slave {
     this.#term = term;
     this.#log.warn(`promoting to master for term ${term} (VIP ${vip.host}:${vip.port})`);
     const heartbeat = this.#opts.heartbeat ?? 1000;
+    if (this.#opts.vipUp !== undefined) {
+      await runHook(this.#opts.vipUp, { event: "up", host: vip.host, term }, { logger: this.#log });
+    }
     while (!this.#stopping) {
       const master = new Master({
+        vipDown: this.#opts.vipDown,
         hostname: vip.host,
         port: vip.port,
         workerPort: vip.workerPort,
@@ -367,6 +382,11 @@ export class Slave {
       if (theirs !== null && theirs >= term) {
         this.#log.info(`the VIP serves term ${theirs}; joining it as a slave`);
         this.#term = theirs;
+        if (this.#opts.vipDown !== undefined) {
+          await runHook(this.#opts.vipDown, { event: "down", host: vip.host, term: theirs }, {
+            logger: this.#log,
+          });
+        }
         return false;
       }
       await sleep(Math.min(50, heartbeat), undefined, { signal: this.#abort.signal }).catch(
