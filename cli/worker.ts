@@ -36,6 +36,11 @@ export const WORKER_FLAGS: FlagTable = {
     default: "1000",
     help: "ms a peer has to confirm a write before it is dropped",
   },
+  "dead-after": {
+    type: "string",
+    default: "3000",
+    help: "ms without a frame from the master before it is redialled",
+  },
   "tombstone-ttl": { type: "string", default: "60000", help: "ms a delete's tombstone is kept" },
   "log-level": LOG_LEVEL_FLAG,
 };
@@ -63,6 +68,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
     ack: v.ack,
     peerTimeout: intFlag(v, "peer-timeout", 1),
     tombstoneTtl: intFlag(v, "tombstone-ttl", 1),
+    masterDeadAfter: intFlag(v, "dead-after", 1),
     master: String(v.master),
     hostname: String(v.host),
     port: portFlag(v, "port"),

@@ -326,10 +326,11 @@ export class Master {
       this.#listeners = [];
       throw err;
     }
-    // Workers report their digest and key count; ask every second.
+    // Workers report their digest and key count; asking every heartbeat (at
+    // most 1 s) is also what tells them this master is alive.
     this.#statusTimer = setInterval(() => {
       for (const w of this.#workers.values()) w.link.writer.writeRaw(STATUS_REQUEST);
-    }, 1000);
+    }, Math.min(1000, this.#opts.heartbeat ?? 1000));
     this.slaves.start();
     this.#state.to("UP_LISTENING");
   }

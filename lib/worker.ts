@@ -84,6 +84,12 @@ export interface WorkerOptions {
    */
   peerTimeout?: number;
   /**
+   * The master is taken for dead (and redialled) after this long without a
+   * frame from it; it asks for our status every heartbeat (at most 1 s).
+   * @default {3000}
+   */
+  masterDeadAfter?: number;
+  /**
    * Milliseconds a tombstone is kept (every live replica has it well before).
    * @default {60000}
    */
@@ -479,7 +485,23 @@ export class Worker {
         this.#exportDoneSeen = false;
         this.#awaitingExport = false;
         backoff = 50;
-        await this.#serve(conn, (t, p) => this.#control(t, p, writer, master), writer);
+        // A hung master (or a cut link) says nothing: redial after dead-after.
+        const deadAfter = this.#opts.masterDeadAfter ?? 3000;
+        let heard = Date.now();
+        const c = conn;
+        const watchdog = setInterval(() => {
+          if (Date.now() - heard <= deadAfter) return;
+          this.#log.warn(`master silent for ${Date.now() - heard} ms; redialling`);
+          closeQuietly(c);
+        }, Math.max(10, deadAfter / 4));
+        try {
+          await this.#serve(conn, (t, p) => {
+            heard = Date.now();
+            this.#control(t, p, writer, master);
+          }, writer);
+        } finally {
+          clearInterval(watchdog);
+        }
       } catch (err) {
         if (!announced || !(err instanceof Deno.errors.ConnectionRefused)) {
           this.#log.warn(`master ${formatHostPort(master)}: ${(err as Error).message}`);
