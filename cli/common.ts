@@ -164,3 +164,31 @@ async function operatorConsole(
     }
   }
 }
+
+/** Flags every LB node (master, slave) shares: queueing, threads, VIP hooks. */
+export const BALANCER_FLAGS: FlagTable = {
+  "queue-size": { type: "string", default: "4096", help: "request/response queue capacity" },
+  timeout: { type: "string", default: "5000", help: "request deadline in ms" },
+  threads: {
+    type: "string",
+    default: "1",
+    help: "receiver threads on the client port (Web Workers with reusePort; see README)",
+  },
+  "vip-up": {
+    type: "string",
+    help:
+      "shell command run before taking the VIP (needs --allow-run; env LBKIT_EVENT, LBKIT_VIP_HOST, LBKIT_TERM)",
+  },
+  "vip-down": {
+    type: "string",
+    help: "shell command run after giving the VIP up (needs --allow-run)",
+  },
+};
+
+/** The `--vip-up` / `--vip-down` values, where given. */
+export function hookFlags(v: Record<string, unknown>): { vipUp?: string; vipDown?: string } {
+  return {
+    vipUp: typeof v["vip-up"] === "string" ? v["vip-up"] : undefined,
+    vipDown: typeof v["vip-down"] === "string" ? v["vip-down"] : undefined,
+  };
+}

@@ -9,9 +9,11 @@ import { Master } from "../lib/master.ts";
 import { Slave } from "../lib/slave.ts";
 import { formatHostPort } from "../lib/addr.ts";
 import {
+  BALANCER_FLAGS,
   fail,
   type FlagTable,
   helpText,
+  hookFlags,
   intFlag,
   LOG_LEVEL_FLAG,
   logLevelFlag,
@@ -26,8 +28,6 @@ export const MASTER_FLAGS: FlagTable = {
   port: { type: "string", default: "5059", help: "client port (0 = any free port)" },
   "worker-port": { type: "string", default: "5060", help: "worker registration port" },
   "slave-port": { type: "string", default: "5061", help: "slave (LB tier) port" },
-  "queue-size": { type: "string", default: "4096", help: "request/response queue capacity" },
-  timeout: { type: "string", default: "5000", help: "request deadline in ms" },
   id: {
     type: "string",
     help: "id in the LB tier, used if it steps down to slave (default: generated)",
@@ -38,20 +38,7 @@ export const MASTER_FLAGS: FlagTable = {
     help: "ms without a frame before a slave is DOWN (default: 3 x heartbeat)",
   },
   term: { type: "string", default: "1", help: "cluster term to start with" },
-  threads: {
-    type: "string",
-    default: "1",
-    help: "receiver threads on the client port (Web Workers with reusePort; see README)",
-  },
-  "vip-up": {
-    type: "string",
-    help:
-      "shell command run before taking the VIP (needs --allow-run; env LBKIT_EVENT, LBKIT_VIP_HOST, LBKIT_TERM)",
-  },
-  "vip-down": {
-    type: "string",
-    help: "shell command run after giving the VIP up (needs --allow-run)",
-  },
+  ...BALANCER_FLAGS,
   "log-level": LOG_LEVEL_FLAG,
 };
 
@@ -87,8 +74,7 @@ export async function masterCommand(argv: string[]): Promise<void> {
     threads: intFlag(v, "threads", 1, 64),
     threadLogLevel: logLevelFlag(v),
     logger,
-    vipUp: typeof v["vip-up"] === "string" ? v["vip-up"] : undefined,
-    vipDown: typeof v["vip-down"] === "string" ? v["vip-down"] : undefined,
+    ...hookFlags(v),
     onStepDown: (term) => {
       // A higher term holds the cluster: rejoin it as a slave on a free port.
       const vip = master.vip;
@@ -102,8 +88,7 @@ export async function masterCommand(argv: string[]): Promise<void> {
         queueSize: intFlag(v, "queue-size", 1),
         timeout: intFlag(v, "timeout", 1),
         logger: createLogger("slave", logLevelFlag(v)),
-        vipUp: typeof v["vip-up"] === "string" ? v["vip-up"] : undefined,
-        vipDown: typeof v["vip-down"] === "string" ? v["vip-down"] : undefined,
+        ...hookFlags(v),
       });
       node = slave;
       slave.start().then(() =>

@@ -8,9 +8,11 @@ import { parseHostPort } from "../lib/addr.ts";
 import { createLogger } from "../lib/log.ts";
 import { Slave } from "../lib/slave.ts";
 import {
+  BALANCER_FLAGS,
   fail,
   type FlagTable,
   helpText,
+  hookFlags,
   intFlag,
   LOG_LEVEL_FLAG,
   logLevelFlag,
@@ -31,22 +33,7 @@ export const SLAVE_FLAGS: FlagTable = {
     help: "ms without a frame before the master is DOWN (default: 3 x heartbeat)",
   },
   "load-interval": { type: "string", default: "1000", help: "PUSH_LOAD_INFO interval in ms" },
-  "queue-size": { type: "string", default: "4096", help: "request/response queue capacity" },
-  timeout: { type: "string", default: "5000", help: "request deadline in ms" },
-  threads: {
-    type: "string",
-    default: "1",
-    help: "receiver threads on the client port (Web Workers with reusePort; see README)",
-  },
-  "vip-up": {
-    type: "string",
-    help:
-      "shell command run before taking the VIP (needs --allow-run; env LBKIT_EVENT, LBKIT_VIP_HOST, LBKIT_TERM)",
-  },
-  "vip-down": {
-    type: "string",
-    help: "shell command run after giving the VIP up (needs --allow-run)",
-  },
+  ...BALANCER_FLAGS,
   "log-level": LOG_LEVEL_FLAG,
 };
 
@@ -82,8 +69,7 @@ export async function slaveCommand(argv: string[]): Promise<void> {
     threads: intFlag(v, "threads", 1, 64),
     threadLogLevel: logLevelFlag(v),
     logger: createLogger("slave", logLevelFlag(v)),
-    vipUp: typeof v["vip-up"] === "string" ? v["vip-up"] : undefined,
-    vipDown: typeof v["vip-down"] === "string" ? v["vip-down"] : undefined,
+    ...hookFlags(v),
   });
   await slave.start();
   console.log(`lbkit slave ${slave.id} listening clients=${slave.addr} master=${v.master}`);
