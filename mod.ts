@@ -29,6 +29,10 @@ export * from "./lib/hlc.ts";
 export { Balancer, type BalancerOptions, type BalancerStats } from "./lib/balancer.ts";
 export { Master, type MasterAddrs, type MasterOptions } from "./lib/master.ts";
 export { Worker, type WorkerOptions, type WorkerStats } from "./lib/worker.ts";
+export { Slave, type SlaveOptions } from "./lib/slave.ts";
+export { type Vip } from "./lib/master.ts";
+export { leastLoaded, type NodeLoad } from "./lib/least_loaded.ts";
+export { Histogram } from "./lib/histogram.ts";
 export {
   Client,
   type ClientOptions,
