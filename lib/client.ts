@@ -78,7 +78,8 @@ interface Waiting {
   end: number;
 }
 
-type Bytes = string | Uint8Array;
+/** A key or value: a UTF-8 string or raw bytes. */
+export type Bytes = string | Uint8Array;
 const asBytes = (b: Bytes): Uint8Array => typeof b === "string" ? utf8(b) : b;
 
 /** Safe to send twice: reads and probes. */
