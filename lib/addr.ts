@@ -6,7 +6,9 @@
 
 /** A TCP address. */
 export interface HostPort {
+  /** Host name or IP address (IPv6 without brackets). */
   hostname: string;
+  /** TCP port number. */
   port: number;
 }
 

@@ -107,14 +107,18 @@ export class WorkerLink {
   id: string;
   /** The worker's `host:port` listener. */
   addr: string;
+  /** The connection to the worker. */
   readonly conn: Deno.Conn;
+  /** Queues frames to the worker. */
   readonly writer: FrameWriter;
   /** Requests sent and not answered. */
   inflight = 0;
   /** Requests sent in all. */
   sent = 0;
+  /** Set once the link has been dropped. */
   closed = false;
 
+  /** Creates a link over `conn`, written through `writer`. */
   constructor(id: string, addr: string, conn: Deno.Conn, writer: FrameWriter) {
     this.id = id;
     this.addr = addr;
@@ -125,16 +129,27 @@ export class WorkerLink {
 
 /** Counters shown by `status` and pushed as load. */
 export interface BalancerStats {
+  /** Client connections open. */
   clients: number;
+  /** Client requests accepted and not yet answered. */
   inflight: number;
+  /** Requests waiting in the request queue. */
   requestQueue: number;
+  /** Replies waiting in the response queue. */
   responseQueue: number;
+  /** Requests accepted in all. */
   accepted: number;
+  /** Replies sent in all. */
   answered: number;
+  /** `ERR` replies sent. */
   errors: number;
+  /** Requests failed by timeout. */
   timeouts: number;
+  /** Requests resent after their worker was lost. */
   retries: number;
+  /** Requests answered per second, recent. */
   rps: number;
+  /** Each worker link: id, address, requests in flight and sent, and whether it is in the ring. */
   workers: { id: string; addr: string; inflight: number; sent: number; inRing: boolean }[];
 }
 
@@ -178,6 +193,7 @@ export class Balancer {
   #slab = new Slab();
   #idle: (() => void) | null = null;
 
+  /** Creates a balancer with empty queues and no workers. */
   constructor(options: BalancerOptions = {}) {
     const size = options.queueSize ?? 4096;
     this.#requests = new BlockingQueue(size);

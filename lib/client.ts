@@ -34,11 +34,13 @@ import { FrameWriter } from "./writer.ts";
 
 /** The server answered `ERR`; `message` is its reason. */
 export class ReplyError extends Error {
+  /** The error name, `"ReplyError"`. */
   override name = "ReplyError";
 }
 
 /** The connection closed or failed before the reply came. */
 export class ConnectionLostError extends Error {
+  /** The error name, `"ConnectionLostError"`. */
   override name = "ConnectionLostError";
 }
 
@@ -63,7 +65,9 @@ export interface ClientOptions {
 
 /** A raw reply. `body` is a copy the caller owns. */
 export interface ClientReply {
+  /** The reply frame type (`OK`, `VALUE`, `NIL`, `NODE_ADDR` or `ERR`). */
   type: number;
+  /** The reply payload after the request id. */
   body: Uint8Array;
 }
 

@@ -10,5 +10,6 @@
  * The receiver answers `ERROR` and closes that one connection.
  */
 export class ProtocolError extends Error {
+  /** The error name, `"ProtocolError"`. */
   override name = "ProtocolError";
 }

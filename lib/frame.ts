@@ -16,7 +16,7 @@ export const HEADER_SIZE = 4;
 /** The largest payload a frame can carry. */
 export const MAX_PAYLOAD = 0xffff;
 /** The largest frame, header included. */
-export const MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD;
+export const MAX_FRAME: number = HEADER_SIZE + MAX_PAYLOAD;
 /** Highest first byte of an lbkit frame type (ranges 0x00..0x04). */
 export const MAX_TYPE_HIGH_BYTE = 0x04;
 
@@ -119,6 +119,7 @@ export class FrameDecoder {
   #leftLen = 0;
   #accept: ((type: number) => boolean) | undefined;
 
+  /** Creates a decoder; `options.accept` filters frame types. */
   constructor(options: FrameDecoderOptions = {}) {
     this.#accept = options.accept;
   }
@@ -172,6 +173,7 @@ function noop(): void {}
 
 /** Anything with Deno.Conn's `read`. */
 export interface Readable {
+  /** Reads into `p`; resolves to the bytes read, or `null` at end of stream. */
   read(p: Uint8Array): Promise<number | null>;
 }
 

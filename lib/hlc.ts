@@ -25,6 +25,7 @@ export class Hlc {
   #last = 0;
   #now: () => number;
 
+  /** Creates a clock that reads wall time from `options.now`. */
   constructor(options: HlcOptions = {}) {
     this.#now = options.now ?? Date.now;
   }

@@ -7,8 +7,11 @@
 
 /** One LB node's load. */
 export interface NodeLoad {
+  /** The node's client `host:port`. */
   addr: string;
+  /** Client connections open on the node. */
   connections: number;
+  /** Requests accepted and not yet answered. */
   inflight: number;
 }
 

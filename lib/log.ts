@@ -11,9 +11,13 @@ export type LogLevel = typeof LEVELS[number];
 
 /** Where roles log. */
 export interface Logger {
+  /** Logs a debug message. */
   debug(msg: string): void;
+  /** Logs an informational message. */
   info(msg: string): void;
+  /** Logs a warning. */
   warn(msg: string): void;
+  /** Logs an error. */
   error(msg: string): void;
 }
 

@@ -125,16 +125,23 @@ export interface MasterOptions {
 
 /** The VIP: the master's host and ports, as slaves learn them. */
 export interface Vip {
+  /** The VIP host. */
   host: string;
+  /** The client port. */
   port: number;
+  /** The port workers register on. */
   workerPort: number;
+  /** The port slaves connect to. */
   slavePort: number;
 }
 
 /** The bound addresses. */
 export interface MasterAddrs {
+  /** The client listener's `host:port`. */
   clients: string;
+  /** The worker listener's `host:port`. */
   workers: string;
+  /** The slave listener's `host:port`. */
   slaves: string;
 }
 
@@ -152,7 +159,9 @@ interface WorkerInfo {
 
 /** The master LB node. */
 export class Master {
+  /** Routes client requests to the workers. */
   readonly balancer: Balancer;
+  /** The connected slaves and their load table. */
   readonly slaves: SlaveHub;
   #state: StateMachine<MasterState>;
   #opts: MasterOptions;
@@ -172,6 +181,7 @@ export class Master {
   #resync = new Set<string>();
   #tableTimer: ReturnType<typeof setInterval> | undefined;
 
+  /** Creates a master; `start()` binds its listeners and serves. */
   constructor(options: MasterOptions = {}) {
     this.#opts = options;
     this.#log = options.logger ?? silentLogger;

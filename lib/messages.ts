@@ -58,16 +58,23 @@ export function isReplyType(type: number): boolean {
 
 /** A decoded client request. `key` and `value` are views into the payload. */
 export interface Request {
+  /** The request frame type. */
   type: number;
+  /** The client's request id, echoed in the reply. */
   id: number;
+  /** The key bytes. */
   key: Uint8Array;
+  /** The value bytes (empty when the type carries none). */
   value: Uint8Array;
 }
 
 /** A decoded reply. `body` is a view into the payload. */
 export interface Reply {
+  /** The reply frame type. */
   type: number;
+  /** The id of the request answered. */
   id: number;
+  /** The reply body after the id. */
   body: Uint8Array;
 }
 
@@ -194,11 +201,17 @@ export function fromUtf8(b: Uint8Array): string {
 
 /** PROTOCOL.md `PUSH_LOAD_INFO` required fields; unknown fields are kept. */
 export interface LoadInfo {
+  /** Name of the LB node. */
   node: string;
+  /** The node's client `host:port`. */
   addr: string;
+  /** Client connections open on the node. */
   connections: number;
+  /** Requests accepted and not yet answered. */
   inflight: number;
+  /** Requests answered per second, recent. */
   rps: number;
+  /** Any further fields, kept as received. */
   [extra: string]: unknown;
 }
 

@@ -32,14 +32,23 @@ export type ThreadIn =
 
 /** A receiver thread's figures. */
 export interface ThreadStats {
+  /** Client connections open. */
   clients: number;
+  /** Requests accepted and not yet answered. */
   inflight: number;
+  /** Requests accepted in all. */
   accepted: number;
+  /** Replies sent in all. */
   answered: number;
+  /** `ERR` replies sent. */
   errors: number;
+  /** Requests failed by timeout. */
   timeouts: number;
+  /** Requests resent after their worker was lost. */
   retries: number;
+  /** Requests answered per second, recent. */
   rps: number;
+  /** Workers in the thread's ring. */
   workers: number;
 }
 

@@ -99,7 +99,9 @@ export interface SlaveOptions {
 
 /** A slave LB node. */
 export class Slave {
+  /** The slave's id. */
   readonly id: string;
+  /** Routes client requests to the workers. */
   readonly balancer: Balancer;
   #opts: SlaveOptions;
   #log: Logger;
@@ -125,6 +127,7 @@ export class Slave {
   #pool: ReceiverPool | null = null;
   #tableTimer: ReturnType<typeof setInterval> | undefined;
 
+  /** Creates a slave; `start()` binds its listener and links to the master. */
   constructor(options: SlaveOptions = {}) {
     this.#opts = options;
     this.id = options.id ?? `s-${crypto.randomUUID().slice(0, 6)}`;

@@ -79,12 +79,19 @@ class SlaveEntry {
 
 /** A row of the master's load table, for `status`. */
 export interface SlaveRow {
+  /** The slave's node name (`?` before its first load report). */
   node: string;
+  /** The slave's client `host:port`, or its connection's remote address. */
   addr: string;
+  /** The connection's protocol state. */
   state: SlaveState;
+  /** Client connections reported. */
   connections: number;
+  /** Requests in flight reported. */
   inflight: number;
+  /** Requests per second reported. */
   rps: number;
+  /** Milliseconds since the last load report, or -1 if none came. */
   ageMs: number;
 }
 
@@ -105,6 +112,7 @@ export class SlaveHub {
   #timer: ReturnType<typeof setInterval> | undefined;
   #lastHello = 0;
 
+  /** Creates a hub with no slaves. */
   constructor(options: SlaveHubOptions) {
     this.#heartbeat = options.heartbeat ?? 1000;
     this.#deadAfter = options.deadAfter ?? 3 * this.#heartbeat;

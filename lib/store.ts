@@ -9,9 +9,13 @@ import { compareVersion } from "./hlc.ts";
 
 /** One key's newest write; `value === null` is a tombstone. */
 export interface Entry {
+  /** The key bytes. */
   key: Uint8Array;
+  /** The value bytes, or `null` for a tombstone. */
   value: Uint8Array | null;
+  /** The write's hybrid-logical-clock version. */
   ver: number;
+  /** Node number of the writer, breaking version ties. */
   node: number;
 }
 

@@ -103,18 +103,31 @@ export interface WorkerOptions {
 
 /** What `status` shows of a worker. */
 export interface WorkerStats {
+  /** The worker's id. */
   id: string;
+  /** The worker's advertised `host:port`. */
   addr: string;
+  /** The master address it registers with (empty when none). */
   master: string;
+  /** Whether the master has accepted the registration. */
   registered: boolean;
+  /** Keys with a live value. */
   keys: number;
+  /** Tombstones held. */
   tombstones: number;
+  /** The store's order-independent digest. */
   digest: string;
+  /** Requests served in all. */
   served: number;
+  /** Client writes (`SET`/`DEL`) applied here. */
   writes: number;
+  /** Connections open to this worker. */
   connections: number;
+  /** Whether the worker has its full data and may take traffic. */
   ready: boolean;
+  /** Ids of the peer workers it replicates to. */
   peers: string[];
+  /** When writes are acknowledged: after every peer, or locally. */
   ack: "all" | "local";
 }
 
@@ -127,9 +140,13 @@ export function nodeNumber(id: string): number {
 
 /** A key-value worker. */
 export class Worker {
+  /** The worker's id. */
   readonly id: string;
+  /** The node number for version tie-breaks, from the id. */
   readonly node: number;
+  /** The key-value data. */
   readonly store: Store = new Store();
+  /** The clock that versions writes. */
   readonly hlc: Hlc = new Hlc();
   #opts: WorkerOptions;
   #log: Logger;
@@ -167,6 +184,7 @@ export class Worker {
   /** Set by a stall; requests are refused until the master welcomes us again. */
   #stalled = false;
 
+  /** Creates a worker; `start()` binds it and registers with the master. */
   constructor(options: WorkerOptions = {}) {
     this.#opts = options;
     this.id = options.id ?? `w-${crypto.randomUUID().slice(0, 6)}`;

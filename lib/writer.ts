@@ -12,6 +12,7 @@ import { HEADER_SIZE, MAX_PAYLOAD, writeHeader } from "./frame.ts";
 
 /** Anything with Deno.Conn's `write`. */
 export interface Writable {
+  /** Writes bytes from `p`; resolves to the number written. */
   write(p: Uint8Array): Promise<number>;
 }
 
@@ -58,6 +59,7 @@ export class FrameWriter {
   #queuedTotal = 0;
   #writtenTotal = 0;
 
+  /** Creates a writer that queues frames for `dst`. */
   constructor(dst: Writable, options: FrameWriterOptions = {}) {
     this.#dst = dst;
     this.#hwm = options.highWaterMark ?? 1024 * 1024;
