@@ -25,7 +25,7 @@ import {
 import { BlockingQueue, QueueClosedError } from "./queue.ts";
 import { Ring } from "./ring.ts";
 import { type Logger, silentLogger } from "./log.ts";
-import { isWorkerReply, WORKER_OFFSET } from "./wire.ts";
+import { isNotReady, isWorkerReply, W_ERR, WORKER_OFFSET } from "./wire.ts";
 import { FrameWriter, type FrameWriterOptions } from "./writer.ts";
 import { flushWithin, isConnGone, remote, sendErrorAndClose } from "./conn.ts";
 import { RateMeter } from "./rate.ts";
@@ -169,6 +169,8 @@ export class Balancer {
   #byId: WorkerLink[] = [];
   #links = new Set<WorkerLink>();
   #pending = new Map<number, Pending>();
+  /** Re-dispatched requests: out of deadline order in `#pending`, swept apart. */
+  #retried = new Set<Pending>();
   #clients = new Set<ClientConn>();
   #nextId = 1;
   #timeout: number;
@@ -381,6 +383,7 @@ export class Balancer {
 
   #fail(p: Pending, reason: string): void {
     this.#pending.delete(p.lbId);
+    if (this.#retried.size > 0) this.#retried.delete(p);
     this.#reply(p.client, p.clientId, ERR, utf8(reason));
   }
 
@@ -463,7 +466,12 @@ export class Balancer {
       // A reply after its deadline, or from a worker we already gave up on.
       if (p === undefined || p.worker !== link) return;
       this.#pending.delete(p.lbId);
+      if (this.#retried.size > 0) this.#retried.delete(p);
       link.inflight--;
+      // A replica that is resyncing refuses; another one can answer.
+      if (type === W_ERR && isNotReady(payload) && p.attempts < this.#ring.size) {
+        return this.#retry(p);
+      }
       p.replyType = type - WORKER_OFFSET;
       // Fast path: with nothing queued ahead, the response dispatcher would
       // write this reply next anyway; write it now, straight from the read
@@ -520,13 +528,17 @@ export class Balancer {
     if (wasInRing) this.#log.info(`worker ${link.id} left the ring (${this.#ring.size})`);
     const orphans: Pending[] = [];
     for (const p of this.#pending.values()) if (p.worker === link) orphans.push(p);
-    for (const p of orphans) {
-      this.#pending.delete(p.lbId);
-      p.attempts++;
-      this.#retries++;
-      this.#dispatch(p);
-    }
+    for (const p of orphans) this.#retry(p);
     link.inflight = 0;
+  }
+
+  /** Sends a request that its worker did not answer to the next one. */
+  #retry(p: Pending): void {
+    this.#pending.delete(p.lbId);
+    p.attempts++;
+    this.#retries++;
+    this.#retried.add(p);
+    this.#dispatch(p);
   }
 
   #flushRate(): void {
@@ -542,17 +554,28 @@ export class Balancer {
     this.#flushRate();
     for (const p of this.#pending.values()) {
       if (p.deadline > now) break;
-      if (p.worker !== null) p.worker.inflight--;
-      this.#timeouts++;
-      this.#fail(p, "timeout");
+      this.#timeout_(p);
     }
+    // Retried requests sit at the map's end with their first deadline.
+    for (const p of this.#retried) {
+      if (this.#pending.get(p.lbId) !== p) this.#retried.delete(p);
+      else if (p.deadline <= now) this.#timeout_(p);
+    }
+  }
+
+  #timeout_(p: Pending): void {
+    if (p.worker !== null) p.worker.inflight--;
+    this.#timeouts++;
+    this.#fail(p, "timeout");
   }
 
   /** Closes a client once what it asked is answered (bounded by `waitMs`). */
   async #closeClient(client: ClientConn, waitMs: number): Promise<void> {
     if (client.closed) return;
     const until = Date.now() + waitMs;
-    while (client.inflight > 0 && !client.writer.failed && Date.now() < until) {
+    while (
+      client.inflight > 0 && !client.closed && !client.writer.failed && Date.now() < until
+    ) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((r) => {
         client.wake = r;

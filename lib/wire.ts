@@ -94,3 +94,16 @@ export const T_TABLE = 0x0402;
  * is lower steps down and releases the VIP.
  */
 export const T_CLAIM = 0x0403;
+
+/** The `W_ERR` reason of a replica that is resyncing: the LB tries another. */
+export const NOT_READY = "not ready";
+const NOT_READY_BYTES = new TextEncoder().encode(NOT_READY);
+
+/** True for a `W_ERR` payload (`u32 id | reason`) saying {@linkcode NOT_READY}. */
+export function isNotReady(payload: Uint8Array): boolean {
+  if (payload.length !== 4 + NOT_READY_BYTES.length) return false;
+  for (let i = 0; i < NOT_READY_BYTES.length; i++) {
+    if (payload[4 + i] !== NOT_READY_BYTES[i]) return false;
+  }
+  return true;
+}

@@ -20,6 +20,7 @@ import { keyString, Store } from "./store.ts";
 import {
   encodeJson,
   isWorkerRequest,
+  NOT_READY,
   P_ACK,
   P_DEL,
   P_EXPORT_DONE,
@@ -239,6 +240,8 @@ export class Worker {
     }, this.#beatEvery);
     const master = this.#opts.master === undefined ? "127.0.0.1:5060" : this.#opts.master;
     if (master !== null) this.#track(this.#masterLoop(parseHostPort(master)));
+    // Standalone, this store is the only replica: it serves at once.
+    else this.#ready = true;
     return Promise.resolve();
   }
 
@@ -366,7 +369,8 @@ export class Worker {
     // the detector's timer runs.
     const now = Date.now();
     if (now - this.#beat > this.#stallLimit) this.#checkStall(now);
-    if (this.#stalled) return reply(writer, W_ERR, id, utf8("resyncing after a stall"));
+    // Stalled, or waiting for a full export: our data may be stale.
+    if (this.#stalled || !this.#ready) return reply(writer, W_ERR, id, NOT_READY_REPLY);
     if (keyLen === 0) return reply(writer, W_ERR, id, utf8("empty key"));
     const k = keyString(keyView);
     switch (type) {
@@ -563,6 +567,8 @@ function cpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 }
+
+const NOT_READY_REPLY = utf8(NOT_READY);
 
 // deno-lint-ignore no-explicit-any
 function parseJson(payload: Uint8Array): any {
