@@ -155,6 +155,8 @@ interface WorkerInfo {
   exportFrom: string | null;
   /** Its digest, from registration and then from status reports. */
   digest: string;
+  /** When the worker last sent a control frame (its status answers). */
+  heard: number;
 }
 
 /** The master LB node. */
@@ -339,7 +341,19 @@ export class Master {
     // Workers report their digest and key count; asking every heartbeat (at
     // most 1 s) is also what tells them this master is alive.
     this.#statusTimer = setInterval(() => {
-      for (const w of this.#workers.values()) w.link.writer.writeRaw(STATUS_REQUEST);
+      // A worker that stops answering (hung, its socket still open) leaves
+      // the ring after dead-after, and gets a full export when it returns.
+      const now = Date.now();
+      const deadAfter = this.#opts.deadAfter ?? 3 * (this.#opts.heartbeat ?? 1000);
+      for (const w of [...this.#workers.values()]) {
+        if (now - w.heard > Math.max(deadAfter, 2500)) {
+          this.#log.warn(`worker ${w.link.id} silent for ${now - w.heard} ms; dropping it`);
+          this.#resync.add(w.link.id);
+          this.balancer.detachWorker(w.link);
+          continue;
+        }
+        w.link.writer.writeRaw(STATUS_REQUEST);
+      }
     }, Math.min(1000, this.#opts.heartbeat ?? 1000));
     this.slaves.start();
     this.#state.to("UP_LISTENING");
@@ -379,6 +393,7 @@ export class Master {
       }
       switch (type) {
         case W_STATUS:
+          info.heard = Date.now();
           info.status = parseJson(payload);
           if (typeof info.status?.digest === "string") info.digest = info.status.digest;
           return;
@@ -419,6 +434,10 @@ export class Master {
       this.#workers.delete(reg.id);
       this.balancer.detachWorker(old.link);
       this.#announceDown(old);
+      if (old.ready) {
+        this.slaves.broadcastMembers();
+        this.#pool?.members(this.members());
+      }
     }
     const others = [...this.#workers.values()];
     // After a failover, a replica that was in sync re-registers with its data:
@@ -433,6 +452,7 @@ export class Master {
       ready: false,
       exportFrom: source?.link.id ?? null,
       digest: reg.digest,
+      heard: Date.now(),
     };
     this.#workers.set(reg.id, info);
     this.#log.info(

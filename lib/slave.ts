@@ -123,6 +123,8 @@ export class Slave {
   /** Set while this node has been promoted and holds the VIP. */
   #master: Master | null = null;
   #demoted: (() => void) | null = null;
+  /** The worker membership the master last sent. */
+  #members_: { id: string; addr: string }[] = [];
   #rotation: SharedArrayBuffer | null;
   #pool: ReceiverPool | null = null;
   #tableTimer: ReturnType<typeof setInterval> | undefined;
@@ -339,7 +341,39 @@ export class Slave {
       );
     }
     if (this.#stopping) return false;
+    // Our own link may be what failed: a master that answers at once is alive.
+    if (await this.#probe(vip)) {
+      this.#log.info("the master answers on the VIP: rejoining, no election");
+      return false;
+    }
     return await this.#promote(lostTerm);
+  }
+
+  /** Resolves true when a master on the VIP says anything within a quarter heartbeat. */
+  async #probe(vip: Vip): Promise<boolean> {
+    let conn: Deno.Conn;
+    try {
+      conn = await Deno.connect({ hostname: vip.host, port: vip.slavePort });
+    } catch {
+      return false;
+    }
+    // A master greets every slave connection with HELLO right away.
+    const timer = setTimeout(
+      () => closeQuietly(conn),
+      Math.max(20, (this.#opts.heartbeat ?? 1000) / 4),
+    );
+    let heard = false;
+    try {
+      await new FrameReader(conn).read(() => {
+        heard = true;
+      });
+    } catch {
+      // closed by the timer
+    } finally {
+      clearTimeout(timer);
+      closeQuietly(conn);
+    }
+    return heard;
   }
 
   /**
@@ -382,9 +416,11 @@ export class Slave {
       // The VIP is held: tell the holder our term; if it serves a term as
       // high as ours, we join it instead.
       const theirs = await this.#claim(vip, term);
-      if (theirs !== null && theirs >= term) {
-        this.#log.info(`the VIP serves term ${theirs}; joining it as a slave`);
-        this.#term = theirs;
+      // A holder that answers is alive: with a term as high as ours it won,
+      // with a lower one it refused our claim (it is in touch with the tier).
+      if (theirs !== null) {
+        this.#log.info(`the VIP's master answers (term ${theirs}); joining it as a slave`);
+        this.#term = Math.max(theirs, lostTerm);
         if (this.#opts.vipDown !== undefined) {
           await runHook(this.#opts.vipDown, { event: "down", host: vip.host, term: theirs }, {
             logger: this.#log,
@@ -433,6 +469,8 @@ export class Slave {
     this.#term = term;
     this.#master = null;
     this.balancer.nodeAddr = (local) => this.#leastLoaded(local);
+    // Back to our own links to the workers until the new master's list comes.
+    this.#workers.sync(this.#members_);
     this.#log.warn(`stepped down: term ${term} is higher; rejoining as a slave`);
     this.#demoted?.();
     this.#demoted = null;
@@ -526,6 +564,7 @@ export class Slave {
     this.#term = Math.max(this.#term, msg.term ?? 0);
     if (msg.vip) this.#vip = msg.vip;
     if (msg.slaves) this.#slaveIds = msg.slaves.map((s) => s.id);
+    this.#members_ = msg.workers;
     this.#workers.sync(msg.workers);
     this.#pool?.members(msg.workers);
   }

@@ -111,6 +111,8 @@ export class SlaveHub {
   #slaves = new Set<SlaveEntry>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #lastHello = 0;
+  #lastTick = 0;
+  #stalledAt = -Infinity;
 
   /** Creates a hub with no slaves. */
   constructor(options: SlaveHubOptions) {
@@ -127,6 +129,7 @@ export class SlaveHub {
   /** Starts the heartbeat and dead-after timer. */
   start(): void {
     if (this.#timer !== undefined) return;
+    this.#lastTick = Date.now();
     this.#timer = setInterval(
       () => this.#tick(),
       Math.max(5, Math.min(this.#heartbeat, this.#deadAfter) / 4),
@@ -157,7 +160,9 @@ export class SlaveHub {
           return;
         case PUSH_LOAD_INFO: {
           const info = decodeLoadInfo(payload);
-          if (typeof info.term === "number" && info.term > this.#term()) {
+          if (
+            typeof info.term === "number" && info.term > this.#term() && this.#yields(info.node)
+          ) {
             this.#onHigherTerm?.(info.term, info.node);
           }
           return this.#push(entry, info);
@@ -165,7 +170,13 @@ export class SlaveHub {
         case T_CLAIM: {
           const claim = JSON.parse(fromUtf8(payload)) as { term?: unknown; id?: unknown };
           if (typeof claim.term !== "number") throw new ProtocolError("T_CLAIM needs a term");
-          if (claim.term > this.#term()) this.#onHigherTerm?.(claim.term, String(claim.id));
+          if (claim.term > this.#term() && this.#yields(String(claim.id))) {
+            // Step down; no answer, the claimant binds the VIP once we let go.
+            this.#onHigherTerm?.(claim.term, String(claim.id));
+            return;
+          }
+          // Alive and in touch with the tier: refuse; our answer (our term)
+          // tells the claimant to rejoin as a slave.
           entry.subscribed = true;
           this.#sendMembers(entry);
           return;
@@ -220,8 +231,25 @@ export class SlaveHub {
     if (entry.load !== null) this.broadcastMembers();
   }
 
+  /**
+   * Whether a higher-term claim wins: when this master was paused (its timer
+   * did not run for dead-after) or no other slave is still in touch with it.
+   * A healthy master with live slaves refuses a claim from one slave that
+   * only lost its own connection for a moment.
+   */
+  #yields(claimant: string): boolean {
+    const now = Date.now();
+    if (now - this.#lastTick > this.#deadAfter || now - this.#stalledAt < 5 * this.#deadAfter) {
+      return true;
+    }
+    return !this.#fresh(now).some((f) => f.load!.node !== claimant);
+  }
+
   #tick(): void {
     const now = Date.now();
+    // A gap in our own timer: this process did not run (SIGSTOP, a pause).
+    if (this.#lastTick !== 0 && now - this.#lastTick > this.#deadAfter) this.#stalledAt = now;
+    this.#lastTick = now;
     const hello = now - this.#lastHello >= this.#heartbeat;
     if (hello) this.#lastHello = now;
     for (const s of [...this.#slaves]) {

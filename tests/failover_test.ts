@@ -8,7 +8,9 @@ import { Client, ReplyError } from "../lib/client.ts";
 import { createLogger, type LogLevel } from "../lib/log.ts";
 import { Slave } from "../lib/slave.ts";
 import { Worker } from "../lib/worker.ts";
-import { type Proc, spawnRole, waitFor } from "./helpers.ts";
+import { type Proc, spawnRole, startCluster, waitFor } from "./helpers.ts";
+import { encodeJson, T_CLAIM, T_MEMBERS } from "../lib/wire.ts";
+import { FrameReader } from "../lib/frame.ts";
 
 const HEARTBEAT = 100;
 const DEAD_AFTER = 300;
@@ -272,3 +274,43 @@ Deno.test("hang failover: SIGSTOP the master past dead-after, SIGCONT, it steps 
 function master_cont(procs: Proc[]): void {
   for (const p of procs) p.kill("SIGCONT");
 }
+
+Deno.test("a healthy master in touch with its slaves refuses a higher-term claim", async () => {
+  const c = await startCluster(1, { heartbeat: HEARTBEAT, deadAfter: DEAD_AFTER });
+  const slaves: Slave[] = [];
+  let conn: Deno.Conn | null = null;
+  try {
+    for (const id of ["a", "b"]) {
+      const s = new Slave({
+        master: c.master.addrs.slaves,
+        hostname: "127.0.0.1",
+        port: 0,
+        id,
+        heartbeat: HEARTBEAT,
+        deadAfter: DEAD_AFTER,
+        loadInterval: HEARTBEAT,
+      });
+      await s.start();
+      slaves.push(s);
+    }
+    await waitFor(() => c.master.slaves.table().length === 2, 3000, "two slaves");
+    const [host, port] = c.master.addrs.slaves.split(":");
+    conn = await Deno.connect({ hostname: host, port: Number(port) });
+    await conn.write(encodeJson(T_CLAIM, { term: 9, id: "a" }));
+    let term: number | null = null;
+    const reader = new FrameReader(conn);
+    const until = Date.now() + 2000;
+    while (term === null && Date.now() < until) {
+      await reader.read((type, payload) => {
+        if (type === T_MEMBERS) term = JSON.parse(new TextDecoder().decode(payload)).term;
+      });
+    }
+    equal(term, 1, "answered with its own term");
+    equal(c.master.state, "UP_LISTENING");
+    equal(c.master.term, 1);
+  } finally {
+    conn?.close();
+    for (const s of slaves) await s.stop();
+    await c.stop();
+  }
+});
