@@ -393,8 +393,9 @@ export class Balancer {
       for (;;) {
         const p = q.tryTake() ?? await q.take();
         this.#dispatch(p);
+        // Every worker is behind (the skip in #next found none free): wait.
         const w = p.worker;
-        if (w !== null && w.writer.full) await w.writer.ready;
+        if (w !== null && w.writer.full && this.#allFull()) await w.writer.ready;
       }
     } catch (err) {
       if (!(err instanceof QueueClosedError)) throw err;
@@ -403,10 +404,22 @@ export class Balancer {
 
   /** The next worker: the local ring, or the shared rotation over ids. */
   #next(): WorkerLink | undefined {
-    if (this.#rotation === undefined) return this.#ring.next();
-    const n = this.#byId.length;
-    if (n === 0) return undefined;
-    return this.#byId[(Atomics.add(this.#rotation, 0, 1) >>> 0) % n];
+    // Round-robin, passing over a worker whose socket is far behind (hung,
+    // or slow): one stuck worker must not hold up the others.
+    const n = this.#rotation === undefined ? this.#ring.size : this.#byId.length;
+    let w: WorkerLink | undefined;
+    for (let i = 0; i < n; i++) {
+      w = this.#rotation === undefined
+        ? this.#ring.next()
+        : this.#byId[(Atomics.add(this.#rotation, 0, 1) >>> 0) % n];
+      if (!w!.writer.full) return w;
+    }
+    return w;
+  }
+
+  #allFull(): boolean {
+    for (const w of this.#ring) if (!w.writer.full) return false;
+    return true;
   }
 
   #reindex(): void {
