@@ -15,22 +15,14 @@
 import { Client } from "../lib/client.ts";
 import { Slave } from "../lib/slave.ts";
 import { Worker } from "../lib/worker.ts";
-import { spawnRole, waitFor } from "../tests/helpers.ts";
+import { spawnMaster, waitFor } from "../tests/helpers.ts";
 
 const HEARTBEAT = 100;
 const DEAD_AFTER = 300;
 const runs = Number(Deno.args[0] ?? 10);
 
 async function scenario(kind: "crash" | "hang", vipHost: string): Promise<number[]> {
-  const master = await spawnRole("master", [
-    "--host",
-    vipHost,
-    "--port",
-    "0",
-    "--worker-port",
-    "0",
-    "--slave-port",
-    "0",
+  const master = await spawnMaster(vipHost, [
     "--heartbeat",
     String(HEARTBEAT),
     "--dead-after",

@@ -8,7 +8,7 @@ import { Client, ReplyError } from "../lib/client.ts";
 import { createLogger, type LogLevel } from "../lib/log.ts";
 import { Slave } from "../lib/slave.ts";
 import { Worker } from "../lib/worker.ts";
-import { type Proc, spawnRole, startCluster, waitFor } from "./helpers.ts";
+import { type Proc, spawnMaster, spawnRole, startCluster, waitFor } from "./helpers.ts";
 import { encodeJson, T_CLAIM, T_MEMBERS } from "../lib/wire.ts";
 import { FrameReader } from "../lib/frame.ts";
 
@@ -130,15 +130,7 @@ Deno.test("crash failover: SIGKILL the master, then the new master", async (t) =
   const writers = new Writers();
   let workers: Worker[] = [];
   try {
-    const master = await spawnRole("master", [
-      "--host",
-      vipHost,
-      "--port",
-      "0",
-      "--worker-port",
-      "0",
-      "--slave-port",
-      "0",
+    const master = await spawnMaster(vipHost, [
       ...tierFlags(),
     ]);
     procs.push(master);
@@ -204,15 +196,7 @@ Deno.test("hang failover: SIGSTOP the master past dead-after, SIGCONT, it steps 
   const slaves: Slave[] = [];
   let workers: Worker[] = [];
   try {
-    const master = await spawnRole("master", [
-      "--host",
-      vipHost,
-      "--port",
-      "0",
-      "--worker-port",
-      "0",
-      "--slave-port",
-      "0",
+    const master = await spawnMaster(vipHost, [
       "--id",
       "old-master",
       ...tierFlags(),

@@ -138,3 +138,12 @@ export async function spawnRole(role: Role, flags: string[], ms = 15000): Promis
     },
   };
 }
+
+/**
+ * Spawns `lbkit master` on `vipHost` with every port ephemeral, plus
+ * `flags` (heartbeat, dead-after, ...).
+ */
+export function spawnMaster(vipHost: string, flags: string[] = []): Promise<Proc> {
+  const ports = ["--port", "0", "--worker-port", "0", "--slave-port", "0"];
+  return spawnRole("master", ["--host", vipHost, ...ports, ...flags]);
+}
