@@ -174,6 +174,11 @@ export const BALANCER_FLAGS: FlagTable = {
     default: "1",
     help: "receiver threads on the client port (Web Workers with reusePort; see README)",
   },
+  "node-host": {
+    type: "string",
+    help:
+      "this node's own address (not the VIP): a master also listens for slaves there, so a new master on another host can tell it the higher term",
+  },
   "vip-up": {
     type: "string",
     help:
@@ -186,8 +191,11 @@ export const BALANCER_FLAGS: FlagTable = {
 };
 
 /** The `--vip-up` / `--vip-down` values, where given. */
-export function hookFlags(v: Record<string, unknown>): { vipUp?: string; vipDown?: string } {
+export function hookFlags(
+  v: Record<string, unknown>,
+): { vipUp?: string; vipDown?: string; nodeHost?: string } {
   return {
+    nodeHost: typeof v["node-host"] === "string" ? v["node-host"] : undefined,
     vipUp: typeof v["vip-up"] === "string" ? v["vip-up"] : undefined,
     vipDown: typeof v["vip-down"] === "string" ? v["vip-down"] : undefined,
   };

@@ -343,11 +343,16 @@ export class Client {
 
   #expire(): void {
     const now = Date.now();
+    let expired = false;
     for (const [id, w] of this.#waiting) {
       if (w.deadline > now) break;
       this.#waiting.delete(id);
       w.reject(new ReplyError("timeout"));
+      expired = true;
     }
+    // A node that stopped answering may be hung with its socket open (or
+    // the VIP moved under us): with reconnect on, dial the address again.
+    if (expired && this.#reconnect > 0 && this.#conn !== null) closeQuietly(this.#conn);
   }
 
   /** Waits for the replies in flight (at most `ms`), then closes. */

@@ -91,6 +91,13 @@ export interface MasterOptions {
    */
   onStepDown?: (term: number) => void;
   /**
+   * This node's own address (not the VIP). When set, the master also
+   * listens for slaves there, on the slave port, so that after a failover
+   * across hosts the new master can tell it the higher term.
+   * @default {undefined}
+   */
+  nodeHost?: string;
+  /**
    * Shell command run before binding the VIP (see lib/hooks.ts).
    * @default {undefined}
    */
@@ -131,6 +138,12 @@ export interface Vip {
   port: number;
   /** The port workers register on. */
   workerPort: number;
+  /**
+   * Where the master that holds the VIP can be told of a higher term at its
+   * own address (`host:port`), if it listens there: across hosts, the VIP
+   * itself leads to the new master once it moved.
+   */
+  node?: string;
   /** The port slaves connect to. */
   slavePort: number;
 }
@@ -308,11 +321,20 @@ export class Master {
         slaves: formatHostPort(listenerAddr(slaves)),
       };
       this.balancer.nodeAddr = (local) => this.slaves.leastLoaded(this.#selfLoad(local));
+      const nodeHost = this.#opts.nodeHost;
+      const own = nodeHost !== undefined && nodeHost !== hostname
+        ? Deno.listen({ hostname: nodeHost, port: listenerAddr(slaves).port })
+        : null;
+      if (own !== null) {
+        this.#listeners.push(own);
+        this.#track(this.#accept(own, (c) => this.slaves.serve(c)));
+      }
       this.#vip = {
         host: hostname,
         port: listenerAddr(clients).port,
         workerPort: listenerAddr(workers).port,
         slavePort: listenerAddr(slaves).port,
+        ...(own !== null ? { node: formatHostPort(listenerAddr(own)) } : {}),
       };
       this.#track(this.#accept(clients, (c) => this.balancer.serveClient(c)));
       this.#track(this.#accept(workers, (c) => this.#serveWorker(c)));

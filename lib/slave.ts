@@ -71,6 +71,12 @@ export interface SlaveOptions {
    */
   timeout?: number;
   /**
+   * This node's own address, given to the master it may become (see the
+   * master's `nodeHost`).
+   * @default {undefined}
+   */
+  nodeHost?: string;
+  /**
    * Shell command run on promotion, before binding the VIP (lib/hooks.ts).
    * @default {undefined}
    */
@@ -393,6 +399,7 @@ export class Slave {
     while (!this.#stopping) {
       const master = new Master({
         vipDown: this.#opts.vipDown,
+        nodeHost: this.#opts.nodeHost,
         hostname: vip.host,
         port: vip.port,
         workerPort: vip.workerPort,
@@ -409,6 +416,9 @@ export class Slave {
         await master.start();
         this.#master = master;
         this.#log.warn(`now master of term ${term} on the VIP`);
+        // Across hosts the old master, if only paused, still thinks it holds
+        // the VIP: tell it our term at its own address.
+        if (vip.node !== undefined) this.#track(this.#tellOld(vip.node, term));
         return true;
       } catch (err) {
         if (!(err instanceof Deno.errors.AddrInUse)) throw err;
@@ -462,6 +472,42 @@ export class Slave {
       closeQuietly(conn);
     }
     return theirs;
+  }
+
+  /**
+   * Sends `T_CLAIM` to the previous master at its own address until it has
+   * read it (its connection closes or it answers) or a minute has passed.
+   */
+  async #tellOld(node: string, term: number): Promise<void> {
+    const until = Date.now() + 60_000;
+    const signal = this.#abort.signal;
+    while (!signal.aborted && this.#master !== null && Date.now() < until) {
+      let conn: Deno.Conn;
+      try {
+        conn = await Deno.connect(parseHostPort(node));
+      } catch {
+        await sleep(this.#opts.heartbeat ?? 1000, undefined, { signal }).catch(() => {});
+        continue;
+      }
+      const writer = new FrameWriter(conn);
+      writer.writeRaw(encodeJson(T_CLAIM, { term, id: this.id }));
+      // A paused process reads it when it resumes; wait for that (or a minute).
+      const timer = setTimeout(() => closeQuietly(conn), Math.max(0, until - Date.now()));
+      const onAbort = () => closeQuietly(conn);
+      signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        await new FrameReader(conn).read(() => {});
+        this.#log.info(`the previous master at ${node} has been told term ${term}`);
+        return;
+      } catch {
+        // closed: it stepped down, or we gave up
+        return;
+      } finally {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        closeQuietly(conn);
+      }
+    }
   }
 
   /** A higher term exists: stop being master, rejoin the VIP as a slave. */
