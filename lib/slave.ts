@@ -563,7 +563,7 @@ export class Slave {
     // Check liveness more often than we say hello, so DOWN is noticed on time.
     const watch = setInterval(() => {
       if (Date.now() - lastFrame > deadAfter) closeQuietly(conn);
-    }, Math.max(5, deadAfter / 4));
+    }, Math.max(5, deadAfter / 10));
     const load = setInterval(push, loadInterval);
     const reader = new FrameReader(conn);
     try {

@@ -68,7 +68,7 @@ const GARP = Object.keys(NODES).map((n) =>
   `ip -n ${ns(n)} neigh replace ${VIP} lladdr $mac dev eth0 nud reachable`
 ).join("; ");
 const VIP_UP =
-  `ip addr add ${VIP}/24 dev eth0; mac=$(cat /sys/class/net/eth0/address); (${GARP}) 2>/dev/null; true`;
+  `ip addr add ${VIP}/24 dev eth0; mac=$(cat /sys/class/net/eth0/address); (${GARP}) >/dev/null 2>&1 & true`;
 const VIP_DOWN = `ip addr del ${VIP}/24 dev eth0 2>/dev/null; true`;
 
 interface NsProc {
@@ -248,14 +248,36 @@ Deno.test({
         await until(() => writer.lines.length > 20, 5000, "writes before the stop");
         const stoppedAt = Date.now();
         s1.kill("SIGSTOP");
+        const probe = inNs("c", [
+          Deno.execPath(),
+          "run",
+          "--allow-net",
+          FIXTURE,
+          "probe",
+          `${VIP}:5059`,
+          "2000",
+        ]);
+        procs.push(probe);
         await until(
           () => outcomes(writer.lines).acks.some((a) => a > stoppedAt + 50),
           4000,
           "writes served by s2",
         );
         const first = outcomes(writer.lines).acks.find((a) => a > stoppedAt + 50)!;
+        await probe.done;
+        const pong = probe.lines.map((l) => JSON.parse(l).pong as number).find((t) =>
+          t > stoppedAt
+        );
+        ok(pong !== undefined, "the VIP answered again");
         console.log(
-          `hang across hosts: first acknowledged write ${first - stoppedAt} ms after SIGSTOP`,
+          `hang across hosts: the VIP answers a new connection ${pong! - stoppedAt} ms after ` +
+            `SIGSTOP; the writer's first ack ${
+              first - stoppedAt
+            } ms (its own 300 ms timeout first)`,
+        );
+        ok(
+          pong! - stoppedAt <= DEAD_AFTER + HEARTBEAT + 150,
+          "VIP served within dead-after + 1 interval",
         );
         await new Promise((r) =>
           setTimeout(r, Math.max(0, 3 * DEAD_AFTER - (Date.now() - stoppedAt)))
