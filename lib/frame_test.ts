@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { concat, filled, sameBytes } from "../tests/bytes.ts";
 import { ProtocolError } from "./errors.ts";
 import {
   encodeFrame,
@@ -23,31 +24,6 @@ interface Frame {
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-/** Deterministic filler so big payloads are cheap to generate yet not all zero. */
-function filled(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = (seed | 0) || 0x9e3779b9;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
 
 /** Hand-built encoding, independent of encodeFrame. */
 function rawFrame(type: number, payload: Uint8Array): Uint8Array {
@@ -137,21 +113,6 @@ function reference(bytes: Uint8Array, accept?: (t: number) => boolean) {
     pos += 4 + len;
   }
   return { frames, error: false, left: bytes.length - pos };
-}
-
-/**
- * Byte equality with a short message: node:assert's diff of two 64 KiB arrays
- * takes minutes, which would make a failing property look like a hang.
- */
-function sameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  if (actual.length !== expected.length) {
-    assert.fail(`${what}: length ${actual.length}, expected ${expected.length}`);
-  }
-  for (let i = 0; i < expected.length; i++) {
-    if (actual[i] !== expected[i]) {
-      assert.fail(`${what}: byte ${i} is ${actual[i]}, expected ${expected[i]}`);
-    }
-  }
 }
 
 function sameFrames(actual: readonly Frame[], expected: readonly Frame[]): void {

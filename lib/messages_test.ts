@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { filled, sameBytes } from "../tests/bytes.ts";
 import { ProtocolError } from "./errors.ts";
 import { FrameDecoder, MAX_PAYLOAD } from "./frame.ts";
 import {
@@ -47,30 +48,6 @@ const MAX_BODY = MAX_PAYLOAD - REPLY_HEADER;
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-function filled(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = (seed | 0) || 0x9e3779b9;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
-
-/** Byte equality with a short message (node:assert's diff of big arrays is very slow). */
-function sameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  if (actual.length !== expected.length) {
-    assert.fail(`${what}: length ${actual.length}, expected ${expected.length}`);
-  }
-  for (let i = 0; i < expected.length; i++) {
-    if (actual[i] !== expected[i]) {
-      assert.fail(`${what}: byte ${i} is ${actual[i]}, expected ${expected[i]}`);
-    }
-  }
-}
 
 /** Decodes exactly one frame from `bytes` through the real frame decoder. */
 function oneFrame(bytes: Uint8Array): { type: number; payload: Uint8Array } {

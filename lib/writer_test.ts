@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { concat, filled, sameBytes } from "../tests/bytes.ts";
 import { encodeFrame, FrameReader, MAX_PAYLOAD } from "./frame.ts";
 import { FrameWriter, type Writable } from "./writer.ts";
 
@@ -7,42 +8,6 @@ const RUNS = 1000;
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-function filled(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = (seed | 0) || 0x9e3779b9;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
-
-/** Byte equality with a short message (node:assert's diff of big arrays is very slow). */
-function sameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  if (actual.length !== expected.length) {
-    assert.fail(`${what}: length ${actual.length}, expected ${expected.length}`);
-  }
-  for (let i = 0; i < expected.length; i++) {
-    if (actual[i] !== expected[i]) {
-      assert.fail(`${what}: byte ${i} is ${actual[i]}, expected ${expected[i]}`);
-    }
-  }
-}
 
 /** Lets every queued microtask and the writer's continuations run. */
 function tick(): Promise<void> {
