@@ -117,6 +117,12 @@ function inNs(n: string, cmd: string[], stdin: "piped" | "null" = "null"): NsPro
   };
 }
 
+/** The client fixture (tests/fixtures/netns_client.ts) in the client's namespace. */
+function client(mode: string, ms?: string, stdin: "piped" | "null" = "null"): NsProc {
+  const args = [Deno.execPath(), "run", "--allow-net", FIXTURE, mode, `${VIP}:5059`];
+  return inNs("c", ms === undefined ? args : [...args, ms], stdin);
+}
+
 function role(n: string, r: Role, flags: string[]): NsProc {
   return inNs(n, [Deno.execPath(), "run", ...permissionFlags(r, flags), MAIN, r, ...flags]);
 }
@@ -168,11 +174,7 @@ function outcomes(lines: string[]): { acks: number[]; allowed: Record<string, st
 }
 
 async function verify(allowed: Record<string, string[]>): Promise<number> {
-  const v = inNs(
-    "c",
-    [Deno.execPath(), "run", "--allow-net", FIXTURE, "verify", `${VIP}:5059`],
-    "piped",
-  );
+  const v = client("verify", undefined, "piped");
   const w = v.child.stdin.getWriter();
   await w.write(new TextEncoder().encode(JSON.stringify(allowed)));
   await w.close();
@@ -210,15 +212,7 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 1500));
 
       await t.step("crash: SIGKILL the master", async () => {
-        const writer = inNs("c", [
-          Deno.execPath(),
-          "run",
-          "--allow-net",
-          FIXTURE,
-          "write",
-          `${VIP}:5059`,
-          "4000",
-        ]);
+        const writer = client("write", "4000");
         procs.push(writer);
         await until(() => writer.lines.length > 20, 5000, "writes before the kill");
         const killedAt = Date.now();
@@ -235,28 +229,12 @@ Deno.test({
       });
 
       await t.step("hang: SIGSTOP the new master (s1), SIGCONT later: it steps down", async () => {
-        const writer = inNs("c", [
-          Deno.execPath(),
-          "run",
-          "--allow-net",
-          FIXTURE,
-          "write",
-          `${VIP}:5059`,
-          "5000",
-        ]);
+        const writer = client("write", "5000");
         procs.push(writer);
         await until(() => writer.lines.length > 20, 5000, "writes before the stop");
         const stoppedAt = Date.now();
         s1.kill("SIGSTOP");
-        const probe = inNs("c", [
-          Deno.execPath(),
-          "run",
-          "--allow-net",
-          FIXTURE,
-          "probe",
-          `${VIP}:5059`,
-          "2000",
-        ]);
+        const probe = client("probe", "2000");
         procs.push(probe);
         await until(
           () => outcomes(writer.lines).acks.some((a) => a > stoppedAt + 50),
