@@ -355,15 +355,6 @@ export class Client {
     if (expired && this.#reconnect > 0 && this.#conn !== null) closeQuietly(this.#conn);
   }
 
-  /** Waits for the replies in flight (at most `ms`), then closes. */
-  async drain(ms = 1000): Promise<void> {
-    const until = Date.now() + ms;
-    while (this.#waiting.size > 0 && !this.#closed && Date.now() < until) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    this.close();
-  }
-
   /** Closes the connection; requests in flight reject. */
   close(): void {
     if (!this.#closed) this.#fail(new ConnectionLostError("client closed"));
