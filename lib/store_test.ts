@@ -14,8 +14,7 @@ interface W {
 }
 
 function applyW(s: Store, w: W): boolean {
-  // The store keeps what it is given: pass copies, as the worker does.
-  return s.apply(keyString(w.key), w.key.slice(), w.value?.slice() ?? null, w.ver, w.node);
+  return s.apply(w.key, w.value, w.ver, w.node);
 }
 
 /** Everything a store holds, tombstones included, in a comparable form. */
@@ -72,7 +71,7 @@ Deno.test("Store", async (t) => {
     assert.equal(s.digest, EMPTY_DIGEST);
     assert.equal(s.size, 0);
     assert.equal(s.tombstones, 0);
-    assert.equal(s.get("a"), undefined);
+    assert.equal(s.get(enc.encode("a")), undefined);
   });
 
   await t.step(
@@ -110,8 +109,8 @@ Deno.test("Store", async (t) => {
               assert.equal(s.size, ref.size);
               assert.equal(s.tombstones, ref.tombstones);
               assert.deepEqual(contents(s), contents(ref));
-              for (const [k, w] of winners) {
-                assert.deepEqual(s.get(k), w.value ?? undefined);
+              for (const w of winners.values()) {
+                assert.deepEqual(s.get(w.key), w.value ?? undefined);
               }
             }
             const live = [...winners.values()].filter((w) => w.value !== null).length;
@@ -151,19 +150,19 @@ Deno.test("Store", async (t) => {
     assert.ok(applyW(s, { key: k, value: enc.encode("v1"), ver: 10, node: 1 }));
     const withV1 = s.digest;
     assert.ok(applyW(s, { key: k, value: null, ver: 20, node: 1 }));
-    assert.equal(s.get("k"), undefined);
+    assert.equal(s.get(enc.encode("k")), undefined);
     assert.equal(s.size, 0);
     assert.equal(s.tombstones, 1);
     assert.equal(s.digest, EMPTY_DIGEST);
     // An older write arriving late (crossed in the mesh) is refused.
     assert.equal(applyW(s, { key: k, value: enc.encode("old"), ver: 15, node: 9 }), false);
-    assert.equal(s.get("k"), undefined);
-    assert.equal(s.entry("k")?.value, null);
+    assert.equal(s.get(enc.encode("k")), undefined);
+    assert.equal(s.entry(enc.encode("k"))?.value, null);
     // Same version, lower node: refused too; higher node: wins.
     assert.equal(applyW(s, { key: k, value: enc.encode("tie-low"), ver: 20, node: 0 }), false);
-    assert.equal(s.get("k"), undefined);
+    assert.equal(s.get(enc.encode("k")), undefined);
     assert.ok(applyW(s, { key: k, value: enc.encode("v3"), ver: 30, node: 1 }));
-    assert.deepEqual(s.get("k"), enc.encode("v3"));
+    assert.deepEqual(s.get(enc.encode("k")), enc.encode("v3"));
     assert.equal(s.size, 1);
     assert.equal(s.tombstones, 0);
     assert.notEqual(s.digest, withV1);
@@ -186,10 +185,10 @@ Deno.test("Store", async (t) => {
     assert.equal(s.tombstones, 3);
     assert.equal(s.size, 4);
     assert.equal(s.digest, digest, "tombstones are not part of the digest");
-    assert.equal(s.entry("k0"), undefined);
-    assert.equal(s.entry("k2"), undefined);
-    assert.equal(s.entry("k3")?.value, null, "a younger tombstone stays");
-    for (let i = 6; i < 10; i++) assert.deepEqual(s.get(`k${i}`), enc.encode(`v${i}`));
+    assert.equal(s.entry(enc.encode("k0")), undefined);
+    assert.equal(s.entry(enc.encode("k2")), undefined);
+    assert.equal(s.entry(enc.encode("k3"))?.value, null, "a younger tombstone stays");
+    for (let i = 6; i < 10; i++) assert.deepEqual(s.get(enc.encode(`k${i}`)), enc.encode(`v${i}`));
     assert.equal(s.purgeTombstones(203), 0, "idempotent");
     assert.equal(s.purgeTombstones(1_000), 3);
     assert.equal(s.tombstones, 0);
@@ -199,14 +198,88 @@ Deno.test("Store", async (t) => {
     assert.equal(s.size, 5);
   });
 
+  await t.step("keeps its own copies of keys and values, through overwrites of any size", () => {
+    const s = new Store();
+    const src = new Uint8Array(300);
+    const key = new Uint8Array(1);
+    let ver = 0;
+    // Grow, shrink within and past the held buffer, empty, delete, rewrite.
+    for (const n of [5, 16, 17, 300, 3, 0, 64, 200, 64, -1, 10]) {
+      if (n < 0) {
+        assert.ok(s.apply(enc.encode("k"), null, ++ver, 1));
+        assert.equal(s.get(key), undefined);
+        continue;
+      }
+      src.fill(n & 0xff);
+      key[0] = 0x6b; // "k"
+      assert.ok(s.apply(key, src.subarray(0, n), ++ver, 1));
+      // The caller reuses its buffers (a read buffer does).
+      src.fill(0xee);
+      key[0] = 0x21;
+      assert.equal(s.entry(key), undefined);
+      assert.deepEqual(s.get(enc.encode("k")), new Uint8Array(n).fill(n & 0xff), `length ${n}`);
+    }
+    assert.equal(s.size, 1);
+  });
+
   await t.step("entries() lists tombstones (what an export streams)", () => {
     const s = new Store();
     applyW(s, { key: enc.encode("x"), value: enc.encode("1"), ver: 1, node: 1 });
     applyW(s, { key: enc.encode("y"), value: null, ver: 2, node: 1 });
     const es: Entry[] = [...s.entries()];
     assert.equal(es.length, 2);
-    assert.deepEqual(es.map((e) => e.value === null), [false, true]);
+    assert.deepEqual(es.map((e) => e.value === null).sort(), [false, true]);
   });
+
+  await t.step(
+    "property: thousands of keys (growth, probe runs, purges) read back as a Map model holds them (100 runs)",
+    () => {
+      // Keys that share prefixes and lengths, and binary ones, over more keys
+      // than the initial table holds, so it rehashes and probe runs form.
+      const opArb = fc.oneof(
+        { weight: 20, arbitrary: fc.tuple(fc.constant("w"), fc.nat({ max: 2999 }), fc.boolean()) },
+        { weight: 1, arbitrary: fc.tuple(fc.constant("p"), fc.nat({ max: 2999 }), fc.boolean()) },
+      );
+      fc.assert(
+        fc.property(fc.array(opArb, { minLength: 1500, maxLength: 4000, size: "max" }), (ops) => {
+          const s = new Store();
+          const model = new Map<string, { value: Uint8Array | null; ver: number }>();
+          let ver = 0;
+          for (const [op, n, del] of ops) {
+            if (op === "p") {
+              // Purge tombstones older than a version somewhere in the past.
+              const cut = Math.floor(ver * (n / 3000));
+              let purged = 0;
+              for (const [k, e] of model) {
+                if (e.value === null && e.ver < cut) {
+                  model.delete(k);
+                  purged++;
+                }
+              }
+              assert.equal(s.purgeTombstones(cut), purged);
+              continue;
+            }
+            const key = n % 7 === 0 ? new Uint8Array([n & 0xff, n >> 8, 0]) : enc.encode(`k${n}`);
+            const value = del ? null : enc.encode(`v${n}/${ver}`);
+            assert.ok(s.apply(key.slice(), value, ++ver, 1));
+            model.set(keyString(key), { value, ver });
+          }
+          const live = [...model.values()].filter((e) => e.value !== null).length;
+          assert.equal(s.size, live);
+          assert.equal(s.tombstones, model.size - live);
+          assert.equal([...s.entries()].length, model.size);
+          for (const [k, e] of model) {
+            const key = Uint8Array.from(k, (c) => c.charCodeAt(0));
+            assert.equal(s.entry(key)?.ver, e.ver);
+            assert.deepEqual(s.get(key), e.value ?? undefined);
+          }
+          // Keys never written are not found, however their hash lands.
+          for (let n = 3000; n < 3100; n++) assert.equal(s.entry(enc.encode(`k${n}`)), undefined);
+        }),
+        { numRuns: 100 },
+      );
+    },
+  );
 
   await t.step("keyString maps distinct byte strings to distinct strings", () => {
     fc.assert(

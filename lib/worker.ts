@@ -16,7 +16,7 @@ import { Hlc, TICKS_PER_MS } from "./hlc.ts";
 import { decodePeerWrite, helloId, Mesh } from "./peers.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { fromUtf8, readU32, REQUEST_HEADER, utf8, writeU32 } from "./messages.ts";
-import { keyString, Store } from "./store.ts";
+import { Store } from "./store.ts";
 import {
   encodeJson,
   isWorkerRequest,
@@ -372,30 +372,23 @@ export class Worker {
     // Stalled, or waiting for a full export: our data may be stale.
     if (this.#stalled || !this.#ready) return reply(writer, W_ERR, id, NOT_READY_REPLY);
     if (keyLen === 0) return reply(writer, W_ERR, id, utf8("empty key"));
-    const k = keyString(keyView);
     switch (type) {
       case W_GET: {
-        const v = this.store.get(k);
+        const v = this.store.get(keyView);
         return v === undefined ? reply(writer, W_NIL, id) : reply(writer, W_VALUE, id, v);
       }
       case W_SET:
-        return this.#write(k, keyView, payload.slice(REQUEST_HEADER + keyLen), id, writer);
+        return this.#write(keyView, payload.subarray(REQUEST_HEADER + keyLen), id, writer);
       case W_DEL:
-        if (this.store.get(k) === undefined) return reply(writer, W_NIL, id);
-        return this.#write(k, keyView, null, id, writer);
+        if (this.store.get(keyView) === undefined) return reply(writer, W_NIL, id);
+        return this.#write(keyView, null, id, writer);
     }
   }
 
   /** Applies a client write here, sends it to every peer, acks per `--ack`. */
-  #write(
-    k: string,
-    key: Uint8Array,
-    value: Uint8Array | null,
-    id: number,
-    writer: FrameWriter,
-  ): void {
+  #write(key: Uint8Array, value: Uint8Array | null, id: number, writer: FrameWriter): void {
     this.#writes++;
-    const e = this.store.write(k, key, value, this.hlc.tick(), this.node)!;
+    const e = this.store.write(key, value, this.hlc.tick(), this.node)!;
     if (!this.#ackAll || this.#mesh.size === 0) {
       this.#mesh.replicate(e, null);
       return reply(writer, W_OK, id);
@@ -408,9 +401,7 @@ export class Worker {
   #peerWrite(type: number, payload: Uint8Array, writer: FrameWriter): void {
     const w = decodePeerWrite(type, payload);
     this.hlc.observe(w.ver);
-    const k = keyString(w.key);
-    const value = w.value === null ? null : w.value.slice();
-    const e = this.store.write(k, w.key, value, w.ver, w.node);
+    const e = this.store.write(w.key, w.value, w.ver, w.node);
     if (e !== undefined) this.#mesh.forward(e);
     if (w.seq !== 0) {
       const view = writer.reserve(P_ACK, 4);

@@ -24,7 +24,6 @@ import { Client, ReplyError } from "../lib/client.ts";
 import { encodeFrame, FrameReader } from "../lib/frame.ts";
 import type { Logger } from "../lib/log.ts";
 import { Master } from "../lib/master.ts";
-import { keyString } from "../lib/store.ts";
 import { Worker } from "../lib/worker.ts";
 import {
   encodeJson,
@@ -174,9 +173,8 @@ function assertSameData(workers: Worker[]): void {
     assert.equal(w.store.size, first.store.size, `live keys of ${w.id} vs ${first.id}`);
   }
   for (const e of first.store.entries()) {
-    const k = keyString(e.key);
     for (const w of rest) {
-      const o = w.store.entry(k);
+      const o = w.store.entry(e.key);
       assert.ok(o !== undefined || e.value === null, `${w.id} lacks key ${dec.decode(e.key)}`);
       if (o === undefined) continue;
       assert.deepEqual(
@@ -742,7 +740,7 @@ Deno.test("3 workers, 20 clients, 20,000 SETs over 300 shared keys: every replic
     const w0 = cluster.workers[0];
     assert.equal(w0.store.size, 300);
     for (const [key, values] of written) {
-      const v = w0.store.get(key);
+      const v = w0.store.get(enc.encode(key));
       assert.ok(v !== undefined && values.has(dec.decode(v)), `${key} holds a value written to it`);
     }
     // The master sees the digests agree ...
@@ -752,7 +750,7 @@ Deno.test("3 workers, 20 clients, 20,000 SETs over 300 shared keys: every replic
     // ... and sees it when they do not: a write applied on one replica only.
     const w2 = cluster.workers[2];
     const k = enc.encode("shared-0");
-    w2.store.apply(keyString(k), k, enc.encode("diverged"), w2.hlc.tick(), w2.node);
+    w2.store.apply(k, enc.encode("diverged"), w2.hlc.tick(), w2.node);
     await sleep(1150);
     await waitFor(() => cluster.master.status().replicasAgree === false, 3000, "disagreement seen");
     // A newer write through the cluster repairs it.
@@ -799,7 +797,7 @@ Deno.test("conflicting writes to one key on different workers end with one value
         assertSameData(cluster.workers);
         for (const key of HOT) {
           const vals = cluster.workers.map((w) => {
-            const v = w.store.get(key);
+            const v = w.store.get(enc.encode(key));
             return v === undefined ? null : dec.decode(v);
           });
           assert.equal(new Set(vals).size, 1, `${key}: ${vals}`);
@@ -951,8 +949,8 @@ Deno.test("a peer that never confirms: ack=all waits its timeout then drops it; 
       await client.set("after", "1");
       assert.ok(Date.now() - t2 < 200, "fast again once the hung peer is gone");
       for (const w of [a, b]) {
-        assert.equal(dec.decode(w.store.get("k")!), "v");
-        assert.equal(dec.decode(w.store.get("after")!), "1");
+        assert.equal(dec.decode(w.store.get(enc.encode("k"))!), "v");
+        assert.equal(dec.decode(w.store.get(enc.encode("after"))!), "1");
       }
     } finally {
       client.close();
@@ -1025,7 +1023,7 @@ Deno.test("rejoin: a worker restarting empty (same id, then a new id) gets a ful
     assert.equal(b2.store.tombstones, 1000);
     const c = await cluster.addWorker();
     assertSameData([a, b2, c]);
-    assert.equal(c.store.get("while-away")?.length, 1);
+    assert.equal(c.store.get(enc.encode("while-away"))?.length, 1);
     await agreedStatus(cluster.master, [a.id, b.id, c.id]);
   } finally {
     client.close();
