@@ -365,10 +365,7 @@ export class Balancer {
   /** Writes a reply and settles the client's accounting. */
   #reply(client: ClientConn, id: number, type: number, body: Uint8Array | undefined): void {
     if (client.closed) return;
-    const len = body?.length ?? 0;
-    const view = client.writer.reserve(type, 4 + len);
-    writeU32(view, 0, id);
-    if (len > 0) view.set(body!, 4);
+    client.writer.writeReply(type, id, body);
     if (type === ERR) this.#errors++;
     this.#answered++;
     this.#unrated++;

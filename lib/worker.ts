@@ -148,7 +148,7 @@ export class Worker {
   /** The key-value data. */
   readonly store: Store = new Store();
   /** The clock that versions writes. */
-  readonly hlc: Hlc = new Hlc();
+  readonly hlc: Hlc;
   #opts: WorkerOptions;
   #log: Logger;
   #listener: Deno.Listener | null = null;
@@ -184,6 +184,11 @@ export class Worker {
   #beatEvery: number;
   /** Set by a stall; requests are refused until the master welcomes us again. */
   #stalled = false;
+  /**
+   * Wall time (ms) read once per batch of frames and by the stall timer: a
+   * `Date.now()` per request cost as much as a GET's lookup.
+   */
+  #clock = Date.now();
 
   /** Creates a worker; `start()` binds it and registers with the master. */
   constructor(options: WorkerOptions = {}) {
@@ -191,6 +196,7 @@ export class Worker {
     this.id = options.id ?? `w-${crypto.randomUUID().slice(0, 6)}`;
     this.node = nodeNumber(this.id);
     this.#log = options.logger ?? silentLogger;
+    this.hlc = new Hlc({ now: () => this.#clock });
     this.#ackAll = (options.ack ?? "all") === "all";
     this.#stallLimit = Math.max(100, (options.peerTimeout ?? 1000) / 2);
     this.#beatEvery = Math.max(10, Math.min(100, this.#stallLimit / 4));
@@ -234,8 +240,9 @@ export class Worker {
     this.#beat = Date.now();
     this.#beatCpu = cpuMs();
     this.#stallTimer = setInterval(() => {
-      this.#checkStall(Date.now());
-      this.#beat = Date.now();
+      this.#clock = Date.now();
+      this.#checkStall(this.#clock);
+      this.#beat = this.#clock;
       this.#beatCpu = cpuMs();
     }, this.#beatEvery);
     const master = this.#opts.master === undefined ? "127.0.0.1:5060" : this.#opts.master;
@@ -267,6 +274,16 @@ export class Worker {
     if (cpu - this.#beatCpu < gap / 10 + this.#beatEvery) this.#stall(gap);
     this.#beat = now;
     this.#beatCpu = cpu;
+  }
+
+  /**
+   * Updates the clock. Checks for a stall here too, not only on the timer:
+   * after one, the socket's backlog may be read before the timer runs.
+   */
+  #readClock(): void {
+    const now = Date.now();
+    this.#clock = now;
+    if (now - this.#beat > this.#stallLimit) this.#checkStall(now);
   }
 
   #stall(ms: number): void {
@@ -323,7 +340,14 @@ export class Worker {
     this.#conns.add(conn);
     noDelay(conn);
     const reader = new FrameReader(conn);
+    let fresh = true;
     const onFrame = (type: number, payload: Uint8Array) => {
+      // The first frame of a read: read the clock, and check for a stall
+      // before serving anything that may have waited out one in the socket.
+      if (fresh) {
+        fresh = false;
+        this.#readClock();
+      }
       if (isWorkerRequest(type)) return this.#request(type, payload, writer);
       if (type === P_SET || type === P_DEL) return this.#peerWrite(type, payload, writer);
       if (type === P_HELLO) {
@@ -340,6 +364,7 @@ export class Worker {
     };
     try {
       while (await reader.read(onFrame)) {
+        fresh = true;
         if (writer.full) await writer.ready;
       }
     } catch (err) {
@@ -365,10 +390,6 @@ export class Worker {
     }
     const keyView = payload.subarray(REQUEST_HEADER, REQUEST_HEADER + keyLen);
     this.#served++;
-    // Checked here too: after a stall the socket's backlog may be read before
-    // the detector's timer runs.
-    const now = Date.now();
-    if (now - this.#beat > this.#stallLimit) this.#checkStall(now);
     // Stalled, or waiting for a full export: our data may be stale.
     if (this.#stalled || !this.#ready) return reply(writer, W_ERR, id, NOT_READY_REPLY);
     if (keyLen === 0) return reply(writer, W_ERR, id, utf8("empty key"));
@@ -571,8 +592,5 @@ function parseJson(payload: Uint8Array): any {
 }
 
 function reply(writer: FrameWriter, type: number, id: number, body?: Uint8Array): void {
-  const len = body?.length ?? 0;
-  const view = writer.reserve(type, 4 + len);
-  writeU32(view, 0, id);
-  if (len > 0) view.set(body!, 4);
+  writer.writeReply(type, id, body);
 }

@@ -127,6 +127,32 @@ export class FrameWriter {
     if (len > 0) view.set(payload!);
   }
 
+  /**
+   * Queues a frame whose payload is a u32 id then `body` (the shape of every
+   * reply), written in place: no view is made, as {@linkcode reserve} must.
+   */
+  writeReply(type: number, id: number, body?: Uint8Array): void {
+    const len = 4 + (body === undefined ? 0 : body.length);
+    if (len > MAX_PAYLOAD) throw new RangeError(`payload of ${len} bytes is over ${MAX_PAYLOAD}`);
+    if (!(type >= 0 && type <= 0xffff) || type % 1 !== 0) {
+      throw new RangeError(`frame type ${type} is not a u16`);
+    }
+    const start = this.#grow(HEADER_SIZE + len);
+    const buf = this.#cur;
+    buf[start] = type >>> 8;
+    buf[start + 1] = type & 0xff;
+    buf[start + 2] = len >>> 8;
+    buf[start + 3] = len & 0xff;
+    buf[start + 4] = id >>> 24;
+    buf[start + 5] = (id >>> 16) & 0xff;
+    buf[start + 6] = (id >>> 8) & 0xff;
+    buf[start + 7] = id & 0xff;
+    if (len > 4) buf.set(body!, start + 8);
+    this.#len += HEADER_SIZE + len;
+    this.#queuedTotal += HEADER_SIZE + len;
+    this.#schedule();
+  }
+
   /** Queues bytes that already hold whole frames. */
   writeRaw(bytes: Uint8Array): void {
     const start = this.#grow(bytes.length);

@@ -221,6 +221,7 @@ Deno.test("random schedules: the byte stream is the concatenation of the frames"
   type Op =
     | { kind: "write" | "reserve"; type: number; len: number; seed: number }
     | { kind: "raw"; len: number; seed: number }
+    | { kind: "reply"; type: number; id: number; len: number; seed: number }
     | { kind: "yield"; n: number }
     | { kind: "release"; n: number };
   const lenArb = fc.oneof(
@@ -240,6 +241,16 @@ Deno.test("random schedules: the byte stream is the concatenation of the frames"
     {
       weight: 1,
       arbitrary: fc.record({ kind: fc.constant("raw" as const), len: lenArb, seed: fc.integer() }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        kind: fc.constant("reply" as const),
+        type: fc.integer({ min: 0, max: 0xffff }),
+        id: fc.nat({ max: 0xffffffff }),
+        len: fc.oneof(fc.constant(-1), fc.integer({ min: 0, max: 300 })),
+        seed: fc.integer(),
+      }),
     },
     {
       weight: 2,
@@ -290,6 +301,17 @@ Deno.test("random schedules: the byte stream is the concatenation of the frames"
               view.set(payload);
               expected.push(encodeFrame(op.type, payload));
               queued += 4 + op.len;
+              break;
+            }
+            case "reply": {
+              // len -1: no body at all.
+              const body = op.len < 0 ? undefined : filled(op.len, op.seed);
+              w.writeReply(op.type, op.id, body);
+              const payload = new Uint8Array(4 + (body?.length ?? 0));
+              new DataView(payload.buffer).setUint32(0, op.id);
+              if (body !== undefined) payload.set(body, 4);
+              expected.push(encodeFrame(op.type, payload));
+              queued += 8 + (body?.length ?? 0);
               break;
             }
             case "raw": {
@@ -589,6 +611,10 @@ Deno.test("reserve", async (t) => {
     const w = newWriter(sink);
     assert.throws(() => w.reserve(0x0101, MAX_PAYLOAD + 1), RangeError);
     assert.throws(() => w.write(0x0101, new Uint8Array(MAX_PAYLOAD + 1)), RangeError);
+    // writeReply's payload is the 4-byte id plus the body.
+    assert.throws(() => w.writeReply(0x0181, 1, new Uint8Array(MAX_PAYLOAD - 3)), RangeError);
+    assert.throws(() => w.writeReply(0x10000, 1), RangeError);
+    assert.throws(() => w.writeReply(-1, 1), RangeError);
     assert.equal(w.buffered, 0);
     assert.equal(w.queuedBytes, 0);
     await w.flush();
