@@ -392,6 +392,28 @@ Deno.test("FrameReader over a chunked fake connection", async (t) => {
     );
   });
 
+  await t.step("readRaw: the same frames as ranges of the reader's buffer, any split", async () => {
+    await fc.assert(
+      fc.asyncProperty(framesArb, chunkSizesArb, async (frames, sizes) => {
+        const stream = concat(frames.map((f) => encodeFrame(f.type, f.payload)));
+        const src = new ChunkedSource(stream, sizes);
+        const reader = new FrameReader(src, { bufferSize: 0 });
+        const got: Frame[] = [];
+        let pauses = 0;
+        // Pause now and then: the held frames come first on the next call.
+        const onFrame = (type: number, buf: Uint8Array, start: number, end: number) => {
+          assert.ok(start >= 4 && start <= end && end <= buf.length);
+          got.push({ type, payload: buf.slice(start, end) });
+          return got.length % 5 === 0 ? (pauses++, false) : undefined;
+        };
+        while (await reader.readRaw(onFrame)) assert.ok(src.reads <= stream.length + pauses + 1);
+        sameFrames(got, frames);
+        assert.equal(reader.pending, 0);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
   await t.step("one byte per read", async () => {
     await fc.assert(
       fc.asyncProperty(smallFramesArb, async (frames) => {

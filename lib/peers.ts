@@ -140,6 +140,8 @@ export class Mesh {
    * dropped. Returns false when there was no peer to wait for.
    */
   replicate(e: Entry, wait: WriteWait | null): boolean {
+    // No peers (one worker): not even an iterator to make.
+    if (this.#links.size === 0) return false;
     let n = 0;
     for (const link of this.#links.values()) {
       const seq = wait === null ? 0 : (link.seq = (link.seq + 1) >>> 0 || 1);

@@ -35,10 +35,10 @@ export function keyString(key: Uint8Array): string {
   return String.fromCharCode.apply(null, key as unknown as number[]);
 }
 
-/** FNV-1a over the key bytes: computed once per lookup, kept in the entry. */
-function keyHash(key: Uint8Array, seed: number): number {
+/** FNV-1a over `bytes[start, end)`: computed once per lookup, kept in the entry. */
+function keyHash(bytes: Uint8Array, start: number, end: number, seed: number): number {
   let h = seed;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i], 0x01000193);
+  for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
   return h;
 }
 
@@ -50,10 +50,11 @@ function slotOf(kh: number, mask: number): number {
   return h & mask;
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  const n = a.length;
-  if (n !== b.length) return false;
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+/** Whether `key` holds the bytes of `bytes[start, end)`. */
+function sameBytes(key: Uint8Array, bytes: Uint8Array, start: number, end: number): boolean {
+  const n = key.length;
+  if (n !== end - start) return false;
+  for (let i = 0; i < n; i++) if (key[i] !== bytes[start + i]) return false;
   return true;
 }
 
@@ -85,12 +86,14 @@ interface Stored extends Entry {
  * SET, so an overwrite of a key with a value of about the same size
  * allocates nothing.
  */
-function hold(buf: Uint8Array | null, value: Uint8Array): Uint8Array {
-  const n = value.length;
+function hold(buf: Uint8Array | null, src: Uint8Array, start: number, end: number): Uint8Array {
+  const n = end - start;
   if (buf === null || buf.length < n || buf.length > 2 * n + 64) {
     buf = new Uint8Array(Math.max(16, (n + 15) & ~15));
   }
-  buf.set(value);
+  // Short values byte by byte: cheaper than making a view to set() from.
+  if (n <= 128) { for (let i = 0; i < n; i++) buf[i] = src[start + i]; }
+  else buf.set(src.subarray(start, end));
   return buf;
 }
 
@@ -133,7 +136,7 @@ export class Store {
 
   /** The entry for a key, tombstones included. */
   entry(key: Uint8Array): Entry | undefined {
-    return this.#find(key, keyHash(key, SEED0));
+    return this.#find(key, 0, key.length, keyHash(key, 0, key.length, SEED0));
   }
 
   /**
@@ -141,7 +144,15 @@ export class Store {
    * the next write to the key. Copy them to keep them.
    */
   get(key: Uint8Array): Uint8Array | undefined {
-    return this.#find(key, keyHash(key, SEED0))?.value ?? undefined;
+    return this.#find(key, 0, key.length, keyHash(key, 0, key.length, SEED0))?.value ?? undefined;
+  }
+
+  /**
+   * {@linkcode get} for the key in `bytes[start, end)`, without a view of it
+   * (the worker serves from its read buffer).
+   */
+  getAt(bytes: Uint8Array, start: number, end: number): Uint8Array | undefined {
+    return this.#find(bytes, start, end, keyHash(bytes, start, end, SEED0))?.value ?? undefined;
   }
 
   /**
@@ -155,32 +166,72 @@ export class Store {
 
   /** {@linkcode apply}, returning the entry written (or `undefined` when older). */
   write(key: Uint8Array, value: Uint8Array | null, ver: number, node: number): Entry | undefined {
-    const kh = keyHash(key, SEED0);
-    const old = this.#find(key, kh);
+    return value === null
+      ? this.#write(key, 0, key.length, null, 0, 0, ver, node)
+      : this.#write(key, 0, key.length, value, 0, value.length, ver, node);
+  }
+
+  /**
+   * {@linkcode write} for a request laid out as key then value: the key is
+   * `bytes[keyStart, keyEnd)`, the value `bytes[keyEnd, valueEnd)`, or a
+   * delete when `valueEnd` is -1. No views are made.
+   */
+  writeAt(
+    bytes: Uint8Array,
+    keyStart: number,
+    keyEnd: number,
+    valueEnd: number,
+    ver: number,
+    node: number,
+  ): Entry | undefined {
+    return this.#write(
+      bytes,
+      keyStart,
+      keyEnd,
+      valueEnd < 0 ? null : bytes,
+      keyEnd,
+      valueEnd,
+      ver,
+      node,
+    );
+  }
+
+  #write(
+    kb: Uint8Array,
+    ks: number,
+    ke: number,
+    vb: Uint8Array | null,
+    vs: number,
+    ve: number,
+    ver: number,
+    node: number,
+  ): Entry | undefined {
+    const kh = keyHash(kb, ks, ke, SEED0);
+    const old = this.#find(kb, ks, ke, kh);
     if (old !== undefined) {
       if (compareVersion(ver, node, old.ver, old.node) <= 0) return undefined;
       if (old.value !== null) {
         this.#xor(old);
         this.#live--;
       } else this.#tombstones--;
-      if (value === null) old.value = old.buf = null;
+      if (vb === null) old.value = old.buf = null;
       else {
-        const buf = old.buf = hold(old.buf, value);
-        old.value = buf.length === value.length ? buf : buf.subarray(0, value.length);
+        const buf = old.buf = hold(old.buf, vb, vs, ve);
+        old.value = buf.length === ve - vs ? buf : buf.subarray(0, ve - vs);
       }
       old.ver = ver;
       old.node = node;
       this.#count(old);
       return old;
     }
-    const buf = value === null ? null : hold(null, value);
+    const buf = vb === null ? null : hold(null, vb, vs, ve);
     const e: Stored = {
-      key: key.slice(),
-      value: buf === null || buf.length === value!.length ? buf : buf.subarray(0, value!.length),
+      key: kb.slice(ks, ke),
+      value: buf === null || buf.length === ve - vs ? buf : buf.subarray(0, ve - vs),
       ver,
       node,
       kh0: kh,
-      kh1: keyHash(key, SEED1),
+      kh1: keyHash(kb, ks, ke, SEED1),
       buf,
     };
     if (2 * (this.#held + 1) > this.#slots.length) this.#rehash(2 * this.#slots.length);
@@ -214,12 +265,12 @@ export class Store {
     for (const e of this.#slots) if (e !== undefined) yield e;
   }
 
-  #find(key: Uint8Array, kh: number): Stored | undefined {
+  #find(bytes: Uint8Array, start: number, end: number, kh: number): Stored | undefined {
     const slots = this.#slots;
     const mask = this.#mask;
     for (let i = slotOf(kh, mask);; i = (i + 1) & mask) {
       const e = slots[i];
-      if (e === undefined || (e.kh0 === kh && sameBytes(e.key, key))) return e;
+      if (e === undefined || (e.kh0 === kh && sameBytes(e.key, bytes, start, end))) return e;
     }
   }
 

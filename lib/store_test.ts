@@ -261,7 +261,17 @@ Deno.test("Store", async (t) => {
             }
             const key = n % 7 === 0 ? new Uint8Array([n & 0xff, n >> 8, 0]) : enc.encode(`k${n}`);
             const value = del ? null : enc.encode(`v${n}/${ver}`);
-            assert.ok(s.apply(key.slice(), value, ++ver, 1));
+            if (n % 2 === 0) assert.ok(s.apply(key.slice(), value, ++ver, 1));
+            else {
+              // As a request lays them out: key then value, inside a bigger buffer.
+              const at = n % 13;
+              const req = new Uint8Array(at + key.length + (value?.length ?? 0) + 5).fill(0xcc);
+              req.set(key, at);
+              if (value !== null) req.set(value, at + key.length);
+              const keyEnd = at + key.length;
+              const valueEnd = value === null ? -1 : keyEnd + value.length;
+              assert.ok(s.writeAt(req, at, keyEnd, valueEnd, ++ver, 1) !== undefined);
+            }
             model.set(keyString(key), { value, ver });
           }
           const live = [...model.values()].filter((e) => e.value !== null).length;
@@ -272,6 +282,9 @@ Deno.test("Store", async (t) => {
             const key = Uint8Array.from(k, (c) => c.charCodeAt(0));
             assert.equal(s.entry(key)?.ver, e.ver);
             assert.deepEqual(s.get(key), e.value ?? undefined);
+            const padded = new Uint8Array(key.length + 7).fill(0xcc);
+            padded.set(key, 3);
+            assert.deepEqual(s.getAt(padded, 3, 3 + key.length), e.value ?? undefined);
           }
           // Keys never written are not found, however their hash lands.
           for (let n = 3000; n < 3100; n++) assert.equal(s.entry(enc.encode(`k${n}`)), undefined);

@@ -341,14 +341,15 @@ export class Worker {
     noDelay(conn);
     const reader = new FrameReader(conn);
     let fresh = true;
-    const onFrame = (type: number, payload: Uint8Array) => {
+    const onFrame = (type: number, buf: Uint8Array, start: number, end: number) => {
       // The first frame of a read: read the clock, and check for a stall
       // before serving anything that may have waited out one in the socket.
       if (fresh) {
         fresh = false;
         this.#readClock();
       }
-      if (isWorkerRequest(type)) return this.#request(type, payload, writer);
+      if (isWorkerRequest(type)) return this.#request(type, buf, start, end, writer);
+      const payload = buf.subarray(start, end);
       if (type === P_SET || type === P_DEL) return this.#peerWrite(type, payload, writer);
       if (type === P_HELLO) {
         this.#log.debug(`peer ${helloId(payload)} connected from ${remote(conn)}`);
@@ -363,7 +364,7 @@ export class Worker {
       throw new ProtocolError(`unexpected frame 0x${type.toString(16).padStart(4, "0")}`);
     };
     try {
-      while (await reader.read(onFrame)) {
+      while (await reader.readRaw(onFrame)) {
         fresh = true;
         if (writer.full) await writer.ready;
       }
@@ -380,36 +381,49 @@ export class Worker {
     }
   }
 
-  /** Serves one request; the reply goes out with the writer's next batch. */
-  #request(type: number, payload: Uint8Array, writer: FrameWriter): void {
-    if (payload.length < REQUEST_HEADER) throw new ProtocolError("request shorter than 6 bytes");
-    const id = readU32(payload, 0);
-    const keyLen = (payload[4] << 8) | payload[5];
-    if (REQUEST_HEADER + keyLen > payload.length) {
-      throw new ProtocolError(`keyLen ${keyLen} runs past the payload`);
-    }
-    const keyView = payload.subarray(REQUEST_HEADER, REQUEST_HEADER + keyLen);
+  /**
+   * Serves the request in `buf[start, end)`; the reply goes out with the
+   * writer's next batch. Fields are read in place, no views made.
+   */
+  #request(type: number, buf: Uint8Array, start: number, end: number, writer: FrameWriter): void {
+    if (end - start < REQUEST_HEADER) throw new ProtocolError("request shorter than 6 bytes");
+    const id = readU32(buf, start);
+    const keyLen = (buf[start + 4] << 8) | buf[start + 5];
+    const keyStart = start + REQUEST_HEADER;
+    const keyEnd = keyStart + keyLen;
+    if (keyEnd > end) throw new ProtocolError(`keyLen ${keyLen} runs past the payload`);
     this.#served++;
     // Stalled, or waiting for a full export: our data may be stale.
     if (this.#stalled || !this.#ready) return reply(writer, W_ERR, id, NOT_READY_REPLY);
     if (keyLen === 0) return reply(writer, W_ERR, id, utf8("empty key"));
     switch (type) {
       case W_GET: {
-        const v = this.store.get(keyView);
+        const v = this.store.getAt(buf, keyStart, keyEnd);
         return v === undefined ? reply(writer, W_NIL, id) : reply(writer, W_VALUE, id, v);
       }
       case W_SET:
-        return this.#write(keyView, payload.subarray(REQUEST_HEADER + keyLen), id, writer);
+        return this.#write(buf, keyStart, keyEnd, end, id, writer);
       case W_DEL:
-        if (this.store.get(keyView) === undefined) return reply(writer, W_NIL, id);
-        return this.#write(keyView, null, id, writer);
+        if (this.store.getAt(buf, keyStart, keyEnd) === undefined) return reply(writer, W_NIL, id);
+        return this.#write(buf, keyStart, keyEnd, -1, id, writer);
     }
   }
 
-  /** Applies a client write here, sends it to every peer, acks per `--ack`. */
-  #write(key: Uint8Array, value: Uint8Array | null, id: number, writer: FrameWriter): void {
+  /**
+   * Applies a client write here (key then value in `buf`, as
+   * {@linkcode Store.writeAt} takes them), sends it to every peer, acks per
+   * `--ack`.
+   */
+  #write(
+    buf: Uint8Array,
+    keyStart: number,
+    keyEnd: number,
+    valueEnd: number,
+    id: number,
+    writer: FrameWriter,
+  ): void {
     this.#writes++;
-    const e = this.store.write(key, value, this.hlc.tick(), this.node)!;
+    const e = this.store.writeAt(buf, keyStart, keyEnd, valueEnd, this.hlc.tick(), this.node)!;
     if (!this.#ackAll || this.#mesh.size === 0) {
       this.#mesh.replicate(e, null);
       return reply(writer, W_OK, id);

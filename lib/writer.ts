@@ -31,6 +31,7 @@ export interface FrameWriterOptions {
 }
 
 const INITIAL = 16 * 1024;
+const EMPTY = new Uint8Array(0);
 
 /**
  * Queues frames for one connection and writes them in batches.
@@ -132,33 +133,51 @@ export class FrameWriter {
    * reply), written in place: no view is made, as {@linkcode reserve} must.
    */
   writeReply(type: number, id: number, body?: Uint8Array): void {
-    const len = 4 + (body === undefined ? 0 : body.length);
+    if (body === undefined) this.writeReplyAt(type, id, EMPTY, 0, 0);
+    else this.writeReplyAt(type, id, body, 0, body.length);
+  }
+
+  /** {@linkcode writeReply} with the body in `src[start, end)`: no view needed. */
+  writeReplyAt(type: number, id: number, src: Uint8Array, start: number, end: number): void {
+    if (!(start >= 0 && end >= start && end <= src.length)) {
+      throw new RangeError(`body range [${start}, ${end}) is not within ${src.length} bytes`);
+    }
+    const len = 4 + end - start;
     if (len > MAX_PAYLOAD) throw new RangeError(`payload of ${len} bytes is over ${MAX_PAYLOAD}`);
     if (!(type >= 0 && type <= 0xffff) || type % 1 !== 0) {
       throw new RangeError(`frame type ${type} is not a u16`);
     }
-    const start = this.#grow(HEADER_SIZE + len);
+    const off = this.#grow(HEADER_SIZE + len);
     const buf = this.#cur;
-    buf[start] = type >>> 8;
-    buf[start + 1] = type & 0xff;
-    buf[start + 2] = len >>> 8;
-    buf[start + 3] = len & 0xff;
-    buf[start + 4] = id >>> 24;
-    buf[start + 5] = (id >>> 16) & 0xff;
-    buf[start + 6] = (id >>> 8) & 0xff;
-    buf[start + 7] = id & 0xff;
-    if (len > 4) buf.set(body!, start + 8);
+    buf[off] = type >>> 8;
+    buf[off + 1] = type & 0xff;
+    buf[off + 2] = len >>> 8;
+    buf[off + 3] = len & 0xff;
+    buf[off + 4] = id >>> 24;
+    buf[off + 5] = (id >>> 16) & 0xff;
+    buf[off + 6] = (id >>> 8) & 0xff;
+    buf[off + 7] = id & 0xff;
+    const at = off + 8;
+    // A short body byte by byte: cheaper than a view to set() from.
+    if (len <= 132) { for (let i = start; i < end; i++) buf[at + i - start] = src[i]; }
+    else buf.set(src.subarray(start, end), at);
     this.#len += HEADER_SIZE + len;
     this.#queuedTotal += HEADER_SIZE + len;
     this.#schedule();
   }
 
-  /** Queues bytes that already hold whole frames. */
-  writeRaw(bytes: Uint8Array): void {
-    const start = this.#grow(bytes.length);
-    this.#cur.set(bytes, start);
-    this.#len += bytes.length;
-    this.#queuedTotal += bytes.length;
+  /** Queues bytes that already hold whole frames: `bytes[0, length)`. */
+  writeRaw(bytes: Uint8Array, length: number = bytes.length): void {
+    if (!(length >= 0 && length <= bytes.length)) {
+      throw new RangeError(`length ${length} is not within ${bytes.length} bytes`);
+    }
+    const start = this.#grow(length);
+    const buf = this.#cur;
+    // A short frame byte by byte: cheaper than a view to set() from.
+    if (length <= 132) { for (let i = 0; i < length; i++) buf[start + i] = bytes[i]; }
+    else buf.set(length === bytes.length ? bytes : bytes.subarray(0, length), start);
+    this.#len += length;
+    this.#queuedTotal += length;
     this.#schedule();
   }
 

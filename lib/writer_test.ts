@@ -306,7 +306,14 @@ Deno.test("random schedules: the byte stream is the concatenation of the frames"
             case "reply": {
               // len -1: no body at all.
               const body = op.len < 0 ? undefined : filled(op.len, op.seed);
-              w.writeReply(op.type, op.id, body);
+              if (body === undefined || op.seed % 2 === 0) w.writeReply(op.type, op.id, body);
+              else {
+                // The body inside a bigger buffer, as a read buffer holds it.
+                const at = Math.abs(op.seed % 7);
+                const src = new Uint8Array(at + body.length + 3).fill(0xcc);
+                src.set(body, at);
+                w.writeReplyAt(op.type, op.id, src, at, at + body.length);
+              }
               const payload = new Uint8Array(4 + (body?.length ?? 0));
               new DataView(payload.buffer).setUint32(0, op.id);
               if (body !== undefined) payload.set(body, 4);
@@ -316,7 +323,13 @@ Deno.test("random schedules: the byte stream is the concatenation of the frames"
             }
             case "raw": {
               const frame = encodeFrame(0x0400, filled(op.len, op.seed));
-              w.writeRaw(frame);
+              if (op.seed % 2 === 0) w.writeRaw(frame);
+              else {
+                // The frame at the front of a bigger buffer, with its length.
+                const room = new Uint8Array(frame.length + (op.seed & 7)).fill(0xcc);
+                room.set(frame);
+                w.writeRaw(room, frame.length);
+              }
               expected.push(frame);
               queued += frame.length;
               break;
@@ -615,6 +628,11 @@ Deno.test("reserve", async (t) => {
     assert.throws(() => w.writeReply(0x0181, 1, new Uint8Array(MAX_PAYLOAD - 3)), RangeError);
     assert.throws(() => w.writeReply(0x10000, 1), RangeError);
     assert.throws(() => w.writeReply(-1, 1), RangeError);
+    assert.throws(() => w.writeRaw(new Uint8Array(8), 9), RangeError);
+    assert.throws(() => w.writeRaw(new Uint8Array(8), -1), RangeError);
+    assert.throws(() => w.writeReplyAt(0x0182, 1, new Uint8Array(8), 4, 9), RangeError);
+    assert.throws(() => w.writeReplyAt(0x0182, 1, new Uint8Array(8), 5, 4), RangeError);
+    assert.throws(() => w.writeReplyAt(0x0182, 1, new Uint8Array(8), -1, 4), RangeError);
     assert.equal(w.buffered, 0);
     assert.equal(w.queuedBytes, 0);
     await w.flush();
