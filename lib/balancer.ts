@@ -30,6 +30,7 @@ import { FrameWriter, type FrameWriterOptions } from "./writer.ts";
 import { flushWithin, isConnGone, remote, sendErrorAndClose } from "./conn.ts";
 import { RateMeter } from "./rate.ts";
 import { Slab } from "./slab.ts";
+import { PendingTable } from "./pending.ts";
 
 const EMPTY = new Uint8Array(0);
 /** Answered requests kept for reuse. */
@@ -177,9 +178,7 @@ export class Balancer {
   /** With a shared rotation: the ring's members sorted by id. */
   #byId: WorkerLink[] = [];
   #links = new Set<WorkerLink>();
-  #pending = new Map<number, Pending>();
-  /** Re-dispatched requests: out of deadline order in `#pending`, swept apart. */
-  #retried = new Set<Pending>();
+  #pending = new PendingTable<Pending>();
   #pool: Pending[] = [];
   #clients = new Set<ClientConn>();
   #nextId = 1;
@@ -390,7 +389,7 @@ export class Balancer {
 
   /**
    * Returns an answered request to the pool. Only once it is in no queue or
-   * table: its reply is written and it left `#pending` and `#retried`.
+   * table: its reply is written and it left `#pending`.
    */
   #release(p: Pending): void {
     if (this.#pool.length >= POOL_MAX) return;
@@ -444,8 +443,7 @@ export class Balancer {
   }
 
   #fail(p: Pending, reason: string): void {
-    this.#pending.delete(p.lbId);
-    if (this.#retried.size > 0) this.#retried.delete(p);
+    this.#pending.delete(p);
     this.#reply(p.client, p.clientId, ERR, utf8(reason));
   }
 
@@ -505,7 +503,7 @@ export class Balancer {
     p.worker = w;
     w.inflight++;
     w.sent++;
-    this.#pending.set(p.lbId, p);
+    this.#pending.set(p);
     w.writer.writeRaw(p.frame, p.frameLen);
   }
 
@@ -541,8 +539,7 @@ export class Balancer {
       const p = this.#pending.get(readU32(buf, start));
       // A reply after its deadline, or from a worker we already gave up on.
       if (p === undefined || p.worker !== link) return;
-      this.#pending.delete(p.lbId);
-      if (this.#retried.size > 0) this.#retried.delete(p);
+      this.#pending.delete(p);
       link.inflight--;
       // A replica that is resyncing refuses; another one can answer.
       if (
@@ -607,16 +604,17 @@ export class Balancer {
     if (wasInRing) this.#log.info(`worker ${link.id} left the ring (${this.#ring.size})`);
     const orphans: Pending[] = [];
     for (const p of this.#pending.values()) if (p.worker === link) orphans.push(p);
+    // Resent in the order they were first sent (the table is not ordered).
+    orphans.sort((a, b) => a.deadline - b.deadline || (a.lbId - b.lbId) | 0);
     for (const p of orphans) this.#retry(p);
     link.inflight = 0;
   }
 
   /** Sends a request that its worker did not answer to the next one. */
   #retry(p: Pending): void {
-    this.#pending.delete(p.lbId);
+    this.#pending.delete(p);
     p.attempts++;
     this.#retries++;
-    this.#retried.add(p);
     this.#dispatch(p);
   }
 
@@ -626,27 +624,19 @@ export class Balancer {
     this.#unrated = 0;
   }
 
-  /** Fails requests past their deadline. Map order is dispatch order. */
+  /** Fails requests past their deadline (retried ones keep their first). */
   #expire(): void {
     const now = Date.now();
     this.#clock = now;
     this.#flushRate();
-    for (const p of this.#pending.values()) {
-      if (p.deadline > now) break;
-      this.#timeout_(p);
-    }
-    // Retried requests sit at the map's end with their first deadline.
-    for (const p of this.#retried) {
-      if (this.#pending.get(p.lbId) !== p) this.#retried.delete(p);
-      else if (p.deadline <= now) this.#timeout_(p);
-    }
+    this.#pending.expire(now, this.#timeout_);
   }
 
-  #timeout_(p: Pending): void {
+  #timeout_ = (p: Pending): void => {
     if (p.worker !== null) p.worker.inflight--;
     this.#timeouts++;
     this.#fail(p, "timeout");
-  }
+  };
 
   /** Closes a client once what it asked is answered (bounded by `waitMs`). */
   async #closeClient(client: ClientConn, waitMs: number): Promise<void> {
