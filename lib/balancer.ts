@@ -280,7 +280,16 @@ export class Balancer {
     // wait, so one read cannot pour thousands of requests into the queue.
     const onFrame = (type: number, buf: Uint8Array, start: number, end: number): boolean => {
       const p = this.#accept(client, type, buf, start, end);
-      if (p !== undefined && !this.#requests.tryPut(p)) overflow.push(p);
+      if (p !== undefined) {
+        // The dispatcher waits on an empty queue: dispatch here and spare
+        // the hand-off (a promise and a turn per request at depth 1). FIFO
+        // holds: nothing is queued ahead. Not when every worker is behind:
+        // then the queue (and its bound) must absorb the requests.
+        if (
+          this.#requests.waitingTakers > 0 && this.#requests.size === 0 && !this.#allFull()
+        ) this.#dispatch(p);
+        else if (!this.#requests.tryPut(p)) overflow.push(p);
+      }
       return overflow.length === 0 && client.inflight < this.#maxInflight && !client.writer.full;
     };
     try {
