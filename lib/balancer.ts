@@ -29,6 +29,7 @@ import { isNotReady, isWorkerReply, W_ERR, WORKER_OFFSET } from "./wire.ts";
 import { FrameWriter, type FrameWriterOptions } from "./writer.ts";
 import { flushWithin, isConnGone, remote, sendErrorAndClose } from "./conn.ts";
 import { RateMeter } from "./rate.ts";
+import { copyBytes } from "./copy.ts";
 import { Slab } from "./slab.ts";
 import { PendingTable } from "./pending.ts";
 
@@ -382,9 +383,7 @@ export class Balancer {
     frame[2] = len >>> 8;
     frame[3] = len & 0xff;
     writeU32(frame, 4, lbId);
-    // The key and value; a short request byte by byte (no view to set() from).
-    if (len <= 128) { for (let i = 4; i < len; i++) frame[4 + i] = buf[start + i]; }
-    else frame.set(buf.subarray(start + 4, end), 8);
+    copyBytes(frame, 8, buf, start + 4, end); // the key and value
     p.lbId = lbId;
     p.client = client;
     p.clientId = clientId;

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { copyBytes } from "./copy.ts";
 import { compareVersion } from "./hlc.ts";
 
 /** One key's newest write; `value === null` is a tombstone. */
@@ -91,9 +92,7 @@ function hold(buf: Uint8Array | null, src: Uint8Array, start: number, end: numbe
   if (buf === null || buf.length < n || buf.length > 2 * n + 64) {
     buf = new Uint8Array(Math.max(16, (n + 15) & ~15));
   }
-  // Short values byte by byte: cheaper than making a view to set() from.
-  if (n <= 128) { for (let i = 0; i < n; i++) buf[i] = src[start + i]; }
-  else buf.set(src.subarray(start, end));
+  copyBytes(buf, 0, src, start, end);
   return buf;
 }
 

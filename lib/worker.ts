@@ -394,17 +394,19 @@ export class Worker {
     if (keyEnd > end) throw new ProtocolError(`keyLen ${keyLen} runs past the payload`);
     this.#served++;
     // Stalled, or waiting for a full export: our data may be stale.
-    if (this.#stalled || !this.#ready) return reply(writer, W_ERR, id, NOT_READY_REPLY);
-    if (keyLen === 0) return reply(writer, W_ERR, id, utf8("empty key"));
+    if (this.#stalled || !this.#ready) return writer.writeReply(W_ERR, id, NOT_READY_REPLY);
+    if (keyLen === 0) return writer.writeReply(W_ERR, id, utf8("empty key"));
     switch (type) {
       case W_GET: {
         const v = this.store.getAt(buf, keyStart, keyEnd);
-        return v === undefined ? reply(writer, W_NIL, id) : reply(writer, W_VALUE, id, v);
+        return v === undefined ? writer.writeReply(W_NIL, id) : writer.writeReply(W_VALUE, id, v);
       }
       case W_SET:
         return this.#write(buf, keyStart, keyEnd, end, id, writer);
       case W_DEL:
-        if (this.store.getAt(buf, keyStart, keyEnd) === undefined) return reply(writer, W_NIL, id);
+        if (this.store.getAt(buf, keyStart, keyEnd) === undefined) {
+          return writer.writeReply(W_NIL, id);
+        }
         return this.#write(buf, keyStart, keyEnd, -1, id, writer);
     }
   }
@@ -426,10 +428,10 @@ export class Worker {
     const e = this.store.writeAt(buf, keyStart, keyEnd, valueEnd, this.hlc.tick(), this.node)!;
     if (!this.#ackAll || this.#mesh.size === 0) {
       this.#mesh.replicate(e, null);
-      return reply(writer, W_OK, id);
+      return writer.writeReply(W_OK, id);
     }
-    const wait = { remaining: 0, done: () => reply(writer, W_OK, id) };
-    if (!this.#mesh.replicate(e, wait)) reply(writer, W_OK, id);
+    const wait = { remaining: 0, done: () => writer.writeReply(W_OK, id) };
+    if (!this.#mesh.replicate(e, wait)) writer.writeReply(W_OK, id);
   }
 
   /** A write from a peer (replication or export): newest wins; ack if asked. */
@@ -603,8 +605,4 @@ function parseJson(payload: Uint8Array): any {
   } catch {
     throw new ProtocolError("control frame is not JSON");
   }
-}
-
-function reply(writer: FrameWriter, type: number, id: number, body?: Uint8Array): void {
-  writer.writeReply(type, id, body);
 }

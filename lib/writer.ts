@@ -8,7 +8,9 @@
  * @module
  */
 
+import { copyBytes } from "./copy.ts";
 import { HEADER_SIZE, MAX_PAYLOAD, writeHeader } from "./frame.ts";
+import { writeU32 } from "./messages.ts";
 
 /** Anything with Deno.Conn's `write`. */
 export interface Writable {
@@ -149,18 +151,9 @@ export class FrameWriter {
     }
     const off = this.#grow(HEADER_SIZE + len);
     const buf = this.#cur;
-    buf[off] = type >>> 8;
-    buf[off + 1] = type & 0xff;
-    buf[off + 2] = len >>> 8;
-    buf[off + 3] = len & 0xff;
-    buf[off + 4] = id >>> 24;
-    buf[off + 5] = (id >>> 16) & 0xff;
-    buf[off + 6] = (id >>> 8) & 0xff;
-    buf[off + 7] = id & 0xff;
-    const at = off + 8;
-    // A short body byte by byte: cheaper than a view to set() from.
-    if (len <= 132) { for (let i = start; i < end; i++) buf[at + i - start] = src[i]; }
-    else buf.set(src.subarray(start, end), at);
+    writeHeader(buf, off, type, len);
+    writeU32(buf, off + 4, id);
+    copyBytes(buf, off + 8, src, start, end);
     this.#len += HEADER_SIZE + len;
     this.#queuedTotal += HEADER_SIZE + len;
     this.#schedule();
@@ -172,10 +165,7 @@ export class FrameWriter {
       throw new RangeError(`length ${length} is not within ${bytes.length} bytes`);
     }
     const start = this.#grow(length);
-    const buf = this.#cur;
-    // A short frame byte by byte: cheaper than a view to set() from.
-    if (length <= 132) { for (let i = 0; i < length; i++) buf[start + i] = bytes[i]; }
-    else buf.set(length === bytes.length ? bytes : bytes.subarray(0, length), start);
+    copyBytes(this.#cur, start, bytes, 0, length);
     this.#len += length;
     this.#queuedTotal += length;
     this.#schedule();
